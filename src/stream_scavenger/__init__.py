@@ -1,0 +1,33 @@
+"""stream-scavenger: a DynamoDB stream on one table deletes the matching items from another.
+
+>>> from stream_scavenger import StreamScavenger
+>>> StreamScavenger(stack, "Scavenger", source_table=messages, target_table=staging)  # doctest: +SKIP
+
+The construct side (and with it aws-cdk-lib and its jsii kernel) is imported
+on first use, so the local runner and the CLI start without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .construct import StreamScavenger
+    from .events import EventName
+    from .validation import ScavengerConfigError
+
+__all__ = ["EventName", "ScavengerConfigError", "StreamScavenger"]
+__version__ = "0.1.0"
+
+_HOMES = {
+    "StreamScavenger": ".construct",
+    "EventName": ".events",
+    "ScavengerConfigError": ".validation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

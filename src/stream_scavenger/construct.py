@@ -1,0 +1,256 @@
+"""The StreamScavenger construct."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Duration
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from .events import EventName, normalize_event_names
+from .filters import images_in_filters, merge_filters
+from .key_mapping import resolve_key_mapping
+from .runtime.scavenger.config import ScavengerConfig
+from .streams import bind_stream, required_images
+from .tables import key_schema_of
+from .validation import ScavengerConfigError, check_duration, check_int
+
+#: The directory shipped as the function's code: the ``scavenger`` package only.
+RUNTIME_ASSET_DIR = Path(__file__).parent / "runtime"
+HANDLER = "scavenger.handler.handler"
+
+DEFAULT_BATCH_SIZE = 100
+#: Enough for bisection to isolate one record of a 1,000-record batch, and then retry it.
+DEFAULT_RETRY_ATTEMPTS = 10
+#: Bounds how long one failing batch holds back its shard, and leaves 23 of the
+#: stream's 24 hours of retention to redrive from the on-failure queue.
+DEFAULT_MAX_RECORD_AGE = Duration.hours(1)
+DEFAULT_MEMORY_SIZE = 256
+DEFAULT_TIMEOUT = Duration.seconds(60)
+DEFAULT_LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+
+class StreamScavenger(Construct):
+    """Deletes items from ``target_table`` when matching items change in ``source_table``.
+
+    Enables the source's DynamoDB stream with the smallest view type that
+    works, and wires it to a bundled Lambda function that deletes the matching
+    target keys with ``BatchWriteItem``, reporting partial batch failures so no
+    record whose key was not deleted is acknowledged.
+    """
+
+    #: The scavenger Lambda function.
+    function: lambda_.Function
+    #: The function's execution role (least privilege, inline policy only).
+    role: iam.Role
+    #: The function's log group, with a retention set.
+    log_group: logs.LogGroup
+    #: The event source mapping from the source's stream to the function.
+    event_source_mapping: lambda_.EventSourceMapping
+    #: The on-failure queue the construct created; None when ``on_failure`` was given.
+    dead_letter_queue: sqs.Queue | None
+    #: Where records given up on are reported.
+    on_failure: lambda_.IEventSourceDlq
+    #: The source stream's view type; None for an imported table (not inspectable).
+    stream_view_type: dynamodb.StreamViewType | None
+    #: The source stream's ARN.
+    stream_arn: str
+    #: Target key attribute -> source attribute, complete.
+    key_mapping: dict[str, str]
+    #: The stream events that trigger deletes.
+    event_names: list[EventName]
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        source_table: dynamodb.ITable,
+        target_table: dynamodb.ITable,
+        key_mapping: Mapping[str, str] | None = None,
+        event_names: Sequence[EventName | str] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_batching_window: Duration | None = None,
+        parallelization_factor: int = 1,
+        starting_position: lambda_.StartingPosition = lambda_.StartingPosition.TRIM_HORIZON,
+        retry_attempts: int = DEFAULT_RETRY_ATTEMPTS,
+        max_record_age: Duration = DEFAULT_MAX_RECORD_AGE,
+        bisect_batch_on_error: bool = True,
+        on_failure: lambda_.IEventSourceDlq | None = None,
+        filters: Sequence[Mapping[str, Any]] | None = None,
+        memory_size: int = DEFAULT_MEMORY_SIZE,
+        timeout: Duration = DEFAULT_TIMEOUT,
+        log_retention: logs.RetentionDays = DEFAULT_LOG_RETENTION,
+        log_level: str = "INFO",
+        log_item_keys: bool = False,
+    ) -> None:
+        """Create the scavenger.
+
+        :param source_table: Table whose stream triggers deletes: a ``Table`` or ``TableV2``
+            of this app, or an imported table that carries its stream ARN.
+        :param target_table: Table whose items are deleted.
+        :param key_mapping: Target key attribute -> source attribute (a key or non-key
+            attribute of the source item). Default: same names as the target's key.
+        :param event_names: Stream events that trigger a delete. Default: ``["INSERT"]``.
+        :param batch_size: Records per invocation, 1..10000. Default: 100.
+        :param max_batching_window: How long to gather records, 0..300 s. Default: none.
+        :param parallelization_factor: Concurrent batches per shard, 1..10. Default: 1.
+        :param starting_position: ``TRIM_HORIZON`` (default) or ``LATEST``.
+        :param retry_attempts: Retries of a failing batch, 0..10000. Default: 10.
+        :param max_record_age: Oldest record sent to the function, 60 s..7 days. Default: 1 hour.
+        :param bisect_batch_on_error: Split a failing batch before retrying. Default: True.
+        :param on_failure: Where to report records given up on. Default: an encrypted,
+            TLS-only SQS queue with 14-day retention, made by the construct.
+        :param filters: Extra Lambda event-filter patterns; a record must match one of them
+            and a selected event name.
+        :param memory_size: Function memory in MB, 128..10240. Default: 256.
+        :param timeout: Function timeout, 5 s..15 min. Default: 60 s.
+        :param log_retention: Log group retention. Default: one month.
+        :param log_level: Application log level: DEBUG, INFO, WARN or ERROR. Default: INFO.
+        :param log_item_keys: Log the key values being deleted at DEBUG level. Default: False
+            (logs never carry item data).
+        """
+        super().__init__(scope, id)
+        events = normalize_event_names(event_names)
+        check_int("batch_size", batch_size, 1, 10000)
+        if max_batching_window is not None:
+            check_duration("max_batching_window", max_batching_window, 0, 300)
+        check_int("parallelization_factor", parallelization_factor, 1, 10)
+        if starting_position not in (
+            lambda_.StartingPosition.TRIM_HORIZON,
+            lambda_.StartingPosition.LATEST,
+        ):
+            raise ScavengerConfigError(
+                "starting_position must be StartingPosition.TRIM_HORIZON or LATEST for "
+                f"DynamoDB streams, got {starting_position}"
+            )
+        check_int("retry_attempts", retry_attempts, 0, 10000)
+        check_duration("max_record_age", max_record_age, 60, 604800)
+        check_int("memory_size", memory_size, 128, 10240)
+        check_duration("timeout", timeout, 5, 900)
+        level = _application_log_level(log_level)
+
+        target_schema = key_schema_of(target_table)
+        self.key_mapping = resolve_key_mapping(key_mapping, target_schema)
+        self.event_names = events
+        patterns = merge_filters(events, filters)
+        images = required_images(
+            self.key_mapping, key_schema_of(source_table), events, images_in_filters(patterns)
+        )
+        self.stream_arn, self.stream_view_type = bind_stream(source_table, images)
+
+        config = ScavengerConfig(
+            target_table=target_table.table_name,
+            key_mapping=self.key_mapping,
+            key_types=dict(target_schema.types) if target_schema else {},
+            sort_key=target_schema.sort_key if target_schema else None,
+            event_names=frozenset(e.value for e in events),
+            log_items=log_item_keys,
+        )
+
+        self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="stream-scavenger: read one stream, delete from one table",
+        )
+        self.log_group.grant_write(self.role)
+        self._grant_stream_read(source_table)
+        self._grant_deletes(target_table)
+
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(
+                str(RUNTIME_ASSET_DIR), exclude=["**/__pycache__", "**/*.pyc"]
+            ),
+            memory_size=memory_size,
+            timeout=timeout,
+            role=self.role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=level,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            environment=config.to_env(),
+            description="stream-scavenger: deletes target items named by stream records",
+        )
+
+        if on_failure is None:
+            self.dead_letter_queue = sqs.Queue(
+                self,
+                "DeadLetterQueue",
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+                retention_period=Duration.days(14),
+            )
+            on_failure = sources.SqsDlq(self.dead_letter_queue)
+        else:
+            self.dead_letter_queue = None
+        self.on_failure = on_failure
+
+        self.event_source_mapping = lambda_.EventSourceMapping(
+            self,
+            "EventSourceMapping",
+            target=self.function,
+            event_source_arn=self.stream_arn,
+            starting_position=starting_position,
+            batch_size=batch_size,
+            max_batching_window=max_batching_window,
+            parallelization_factor=parallelization_factor,
+            retry_attempts=retry_attempts,
+            max_record_age=max_record_age,
+            bisect_batch_on_error=bisect_batch_on_error,
+            on_failure=on_failure,
+            report_batch_item_failures=True,
+            filters=[lambda_.FilterCriteria.filter(p) for p in patterns],
+        )
+        # The mapping validates its permissions on creation: wait for the policy.
+        self.event_source_mapping.node.add_dependency(self.role)
+
+    def _grant_stream_read(self, table: dynamodb.ITable) -> None:
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                ],
+                resources=[self.stream_arn],
+            )
+        )
+        # The event source mapping calls ListStreams, which has no resource-level permissions.
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:ListStreams"], resources=["*"])
+        )
+        if table.encryption_key is not None:
+            table.encryption_key.grant(self.role, "kms:Decrypt")
+
+    def _grant_deletes(self, table: dynamodb.ITable) -> None:
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:BatchWriteItem"], resources=[table.table_arn])
+        )
+        if table.encryption_key is not None:
+            # Writes to a table under a customer-managed key use the key both ways.
+            table.encryption_key.grant(
+                self.role, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"
+            )
+
+
+def _application_log_level(level: str) -> lambda_.ApplicationLogLevel:
+    allowed = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARN", "WARNING": "WARN", "ERROR": "ERROR"}
+    name = allowed.get(str(level).upper())
+    if name is None:
+        raise ScavengerConfigError(f"log_level must be DEBUG, INFO, WARN or ERROR, got {level!r}")
+    return lambda_.ApplicationLogLevel[name]

@@ -1,0 +1,1 @@
+"""Run a synthesized scavenger on this machine, against DynamoDB Local."""

@@ -1,0 +1,120 @@
+"""The function's own asset, as synthesized, run against DynamoDB Local's stream."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_dynamodb as dynamodb
+from streamevents import scan_keys
+
+from stream_scavenger import StreamScavenger
+from stream_scavenger.local.assembly import load_assembly
+from stream_scavenger.local.check import check_assembly
+from stream_scavenger.local.invoker import SubprocessInvoker
+from stream_scavenger.local.runner import LocalEventSourceMapping, create_table, table_names_for
+
+pytestmark = pytest.mark.ddb
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def example_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``examples/app.py`` synthesized, as the README's main command does."""
+    out = tmp_path_factory.mktemp("example") / "cdk.out"
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "app.py")],
+        env={**os.environ, "CDK_OUTDIR": str(out)}, check=True, capture_output=True,
+    )
+    return out
+
+
+def test_example_app_deletes_exactly_the_matching_items(
+    example_assembly: Path, ddb_local: Any, ddb: Any, ddb_streams: Any
+) -> None:
+    (report,) = check_assembly(example_assembly, ddb_local.endpoint_url, (ddb, ddb_streams), records=450)
+
+    assert (report.deleted, report.still_there) == (450, 0)
+    assert report.unrelated_kept == report.unrelated_total == 450
+    assert report.run.records_read == 450
+    assert report.run.invocations == 5  # batch size 100
+    assert report.run.given_up == [] and report.run.function_errors == 0
+    assert report.ok
+
+
+def test_asset_holds_only_the_runtime(example_assembly: Path) -> None:
+    (stack,) = load_assembly(example_assembly)
+    (function,) = stack.functions
+    files = sorted(p.relative_to(function.asset_dir).as_posix() for p in function.asset_dir.rglob("*") if p.is_file())
+    assert files == [
+        "scavenger/__init__.py",
+        "scavenger/config.py",
+        "scavenger/deleter.py",
+        "scavenger/handler.py",
+        "scavenger/logs.py",
+        "scavenger/records.py",
+    ]
+
+
+class NonKeyModifyRemoveStack(cdk.Stack):
+    """Target keyed by a renamed, non-key attribute of the source; MODIFY and REMOVE select."""
+
+    def __init__(self, scope: cdk.App) -> None:
+        super().__init__(scope, "NonKey")
+        orders = dynamodb.Table(self, "Orders", partition_key=dynamodb.Attribute(name="orderId", type=dynamodb.AttributeType.STRING))
+        holds = dynamodb.Table(
+            self, "Holds",
+            partition_key=dynamodb.Attribute(name="holdId", type=dynamodb.AttributeType.BINARY),
+            sort_key=dynamodb.Attribute(name="slot", type=dynamodb.AttributeType.NUMBER),
+        )
+        self.scavenger = StreamScavenger(
+            self, "Scavenger", source_table=orders, target_table=holds,
+            key_mapping={"holdId": "holdRef", "slot": "slot"}, event_names=["MODIFY", "REMOVE"], batch_size=7,
+        )
+
+
+def test_non_key_mapping_with_modify_and_remove_end_to_end(tmp_path: Path, ddb_local: Any, ddb: Any, ddb_streams: Any) -> None:
+    app = cdk.App(outdir=str(tmp_path / "cdk.out"))
+    stack = NonKeyModifyRemoveStack(app)
+    app.synth()
+    assert stack.scavenger.stream_view_type == dynamodb.StreamViewType.NEW_AND_OLD_IMAGES
+
+    (stack_def,) = load_assembly(tmp_path / "cdk.out")
+    (function,) = stack_def.functions
+    names = table_names_for(stack_def.tables, prefix="e2e-")
+    arns = {lid: create_table(ddb, names[lid], table) for lid, table in stack_def.tables.items()}
+    orders = names[next(lid for lid in names if lid.startswith("Orders"))]
+    holds = names[next(lid for lid in names if lid.startswith("Holds"))]
+    for i in range(20):
+        ddb.put_item(TableName=holds, Item={"holdId": {"B": f"h{i}".encode()}, "slot": {"N": str(i)}})
+    for i in range(20):  # INSERT: not selected, deletes nothing
+        ddb.put_item(TableName=orders, Item={"orderId": {"S": f"o{i}"}, "holdRef": {"B": f"h{i}".encode()}, "slot": {"N": str(i)}})
+    for i in range(0, 5):  # MODIFY: deletes h0..h4 (read from NewImage)
+        ddb.update_item(TableName=orders, Key={"orderId": {"S": f"o{i}"}}, UpdateExpression="SET paid = :t", ExpressionAttributeValues={":t": {"BOOL": True}})
+    for i in range(5, 12):  # REMOVE: deletes h5..h11 (read from OldImage)
+        ddb.delete_item(TableName=orders, Key={"orderId": {"S": f"o{i}"}})
+
+    env = {**function.resolved_environment(names), "AWS_ENDPOINT_URL_DYNAMODB": ddb_local.endpoint_url}
+    with SubprocessInvoker(function.asset_dir, function.handler, env, timeout_s=function.timeout_s) as invoker:
+        run = LocalEventSourceMapping(ddb_streams, arns[next(lid for lid in names if lid.startswith("Orders"))], invoker.invoke, function.mapping.properties).run()
+
+    assert scan_keys(ddb, holds, ["slot"]) == {(str(i),) for i in range(12, 20)}
+    assert run.records_read == 32 and run.records_filtered_out == 20  # INSERTs never reach the function
+    assert run.invocations == 2 and run.given_up == []  # 12 records, batch size 7
+
+
+def test_handler_runs_without_the_library_on_its_path(example_assembly: Path) -> None:
+    """The asset imports nothing of stream_scavenger: it must work on its own in Lambda."""
+    (stack,) = load_assembly(example_assembly)
+    (function,) = stack.functions
+    code = "import sys, scavenger.handler as h; print(sorted(m for m in sys.modules if m.startswith('stream_scavenger')))"
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(function.asset_dir)!r}); {code}"],
+        capture_output=True, text=True, check=True,
+    )
+    assert result.stdout.strip() == "[]"
