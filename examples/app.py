@@ -15,7 +15,9 @@ class MessagesStack(cdk.Stack):
     def __init__(self, scope: cdk.App, id: str) -> None:
         super().__init__(scope, id)
         key = {
-            "partition_key": dynamodb.Attribute(name="messageId", type=dynamodb.AttributeType.STRING),
+            "partition_key": dynamodb.Attribute(
+                name="messageId", type=dynamodb.AttributeType.STRING
+            ),
             "sort_key": dynamodb.Attribute(name="createdAt", type=dynamodb.AttributeType.NUMBER),
             "billing_mode": dynamodb.BillingMode.PAY_PER_REQUEST,
             "removal_policy": cdk.RemovalPolicy.DESTROY,

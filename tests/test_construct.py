@@ -17,17 +17,26 @@ from aws_cdk.assertions import Match, Template
 
 from stream_scavenger import EventName, ScavengerConfigError, StreamScavenger
 
-S, N, B = dynamodb.AttributeType.STRING, dynamodb.AttributeType.NUMBER, dynamodb.AttributeType.BINARY
+S, N, B = (
+    dynamodb.AttributeType.STRING,
+    dynamodb.AttributeType.NUMBER,
+    dynamodb.AttributeType.BINARY,
+)
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/ext/stream/2026-01-01T00:00:00.000"
 
 
 def stack() -> cdk.Stack:
-    return cdk.Stack(cdk.App(), "Test", env=cdk.Environment(account="123456789012", region="us-east-1"))
+    return cdk.Stack(
+        cdk.App(), "Test", env=cdk.Environment(account="123456789012", region="us-east-1")
+    )
 
 
-def table(scope: cdk.Stack, name: str, pk: str = "messageId", sk: str | None = "createdAt", **kw: Any) -> dynamodb.Table:
+def table(
+    scope: cdk.Stack, name: str, pk: str = "messageId", sk: str | None = "createdAt", **kw: Any
+) -> dynamodb.Table:
     return dynamodb.Table(
-        scope, name,
+        scope,
+        name,
         partition_key=dynamodb.Attribute(name=pk, type=S),
         sort_key=dynamodb.Attribute(name=sk, type=N) if sk else None,
         **kw,
@@ -80,10 +89,14 @@ def test_article_setup_enables_a_keys_only_stream() -> None:
         ([EventName.MODIFY, EventName.REMOVE], "NEW_AND_OLD_IMAGES"),
     ],
 )
-def test_non_key_source_attribute_needs_the_image_its_events_carry(events: list[Any], expected: str) -> None:
+def test_non_key_source_attribute_needs_the_image_its_events_carry(
+    events: list[Any], expected: str
+) -> None:
     st = stack()
     target = table(st, "Staging", pk="stagingId", sk=None)
-    _, scav, template = build(scope=st, target_table=target, key_mapping={"stagingId": "stagingRef"}, event_names=events)
+    _, scav, template = build(
+        scope=st, target_table=target, key_mapping={"stagingId": "stagingRef"}, event_names=events
+    )
     assert stream_view(template) == expected
     assert scav.stream_view_type == dynamodb.StreamViewType(expected)
 
@@ -91,7 +104,9 @@ def test_non_key_source_attribute_needs_the_image_its_events_carry(events: list[
 def test_key_attribute_renamed_still_needs_only_keys() -> None:
     st = stack()
     target = table(st, "Staging", pk="id", sk=None)
-    _, _, template = build(scope=st, target_table=target, key_mapping={"id": "messageId"}, event_names=["REMOVE"])
+    _, _, template = build(
+        scope=st, target_table=target, key_mapping={"id": "messageId"}, event_names=["REMOVE"]
+    )
     assert stream_view(template) == "KEYS_ONLY"
 
 
@@ -120,17 +135,31 @@ def test_existing_stream_lacking_a_filtered_image_is_an_error() -> None:
     st = stack()
     source = table(st, "Messages", stream=dynamodb.StreamViewType.NEW_IMAGE)
     with pytest.raises(ScavengerConfigError, match="needs OLD_IMAGE"):
-        build(scope=st, source_table=source, filters=[{"dynamodb": {"OldImage": {"s": {"S": ["x"]}}}}])
+        build(
+            scope=st, source_table=source, filters=[{"dynamodb": {"OldImage": {"s": {"S": ["x"]}}}}]
+        )
 
 
 def test_table_v2_without_stream_gets_one() -> None:
     st = stack()
-    source = dynamodb.TableV2(st, "Messages", partition_key=dynamodb.Attribute(name="messageId", type=S),
-                              sort_key=dynamodb.Attribute(name="createdAt", type=N))
-    target = dynamodb.TableV2(st, "Staging", partition_key=dynamodb.Attribute(name="messageId", type=S),
-                              sort_key=dynamodb.Attribute(name="createdAt", type=N))
+    source = dynamodb.TableV2(
+        st,
+        "Messages",
+        partition_key=dynamodb.Attribute(name="messageId", type=S),
+        sort_key=dynamodb.Attribute(name="createdAt", type=N),
+    )
+    target = dynamodb.TableV2(
+        st,
+        "Staging",
+        partition_key=dynamodb.Attribute(name="messageId", type=S),
+        sort_key=dynamodb.Attribute(name="createdAt", type=N),
+    )
     _, scav, template = build(scope=st, source_table=source, target_table=target)
-    (global_table,) = [r for k, r in template.find_resources("AWS::DynamoDB::GlobalTable").items() if k.startswith("Messages")]
+    (global_table,) = [
+        r
+        for k, r in template.find_resources("AWS::DynamoDB::GlobalTable").items()
+        if k.startswith("Messages")
+    ]
     assert global_table["Properties"]["StreamSpecification"] == {"StreamViewType": "KEYS_ONLY"}
     assert scav.stream_view_type == dynamodb.StreamViewType.KEYS_ONLY
     assert mapping_props(template)["EventSourceArn"]["Fn::GetAtt"][1] == "StreamArn"
@@ -138,8 +167,12 @@ def test_table_v2_without_stream_gets_one() -> None:
 
 def test_table_v2_with_a_too_small_stream_is_an_error() -> None:
     st = stack()
-    source = dynamodb.TableV2(st, "Messages", partition_key=dynamodb.Attribute(name="id", type=S),
-                              dynamo_stream=dynamodb.StreamViewType.OLD_IMAGE)
+    source = dynamodb.TableV2(
+        st,
+        "Messages",
+        partition_key=dynamodb.Attribute(name="id", type=S),
+        dynamo_stream=dynamodb.StreamViewType.OLD_IMAGE,
+    )
     target = table(st, "Staging", pk="stagingId", sk=None)
     with pytest.raises(ScavengerConfigError, match="stream is OLD_IMAGE.*needs NEW_IMAGE"):
         build(scope=st, source_table=source, target_table=target, key_mapping={"stagingId": "ref"})
@@ -147,12 +180,17 @@ def test_table_v2_with_a_too_small_stream_is_an_error() -> None:
 
 def test_imported_source_with_stream_arn() -> None:
     st = stack()
-    source = dynamodb.Table.from_table_attributes(st, "Ext", table_name="ext", table_stream_arn=STREAM_ARN)
+    source = dynamodb.Table.from_table_attributes(
+        st, "Ext", table_name="ext", table_stream_arn=STREAM_ARN
+    )
     _, scav, template = build(scope=st, source_table=source)
     assert mapping_props(template)["EventSourceArn"] == STREAM_ARN
     assert scav.stream_view_type is None
-    assert {"Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
-            "Effect": "Allow", "Resource": STREAM_ARN} in policy_statements(template)
+    assert {
+        "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+        "Effect": "Allow",
+        "Resource": STREAM_ARN,
+    } in policy_statements(template)
 
 
 def test_imported_source_without_stream_arn_says_how_to_pass_one() -> None:
@@ -186,7 +224,10 @@ def test_imported_target_with_key_mapping_synthesizes() -> None:
     ("mapping", "message"),
     [
         ({"messageId": "messageId"}, r"misses the target key attributes \['createdAt'\]"),
-        ({"messageId": "a", "createdAt": "b", "extra": "c"}, r"names \['extra'\], which are not key attributes"),
+        (
+            {"messageId": "a", "createdAt": "b", "extra": "c"},
+            r"names \['extra'\], which are not key attributes",
+        ),
         ({}, "non-empty dict"),
         ({"messageId": "", "createdAt": "b"}, "non-empty strings"),
     ],
@@ -230,8 +271,12 @@ def test_defaults_reach_the_mapping() -> None:
     assert props["BisectBatchOnFunctionError"] is True
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert "MaximumBatchingWindowInSeconds" not in props
-    assert props["FilterCriteria"] == {"Filters": [{"Pattern": json.dumps({"eventName": ["INSERT"]}, separators=(",", ":"))}]}
-    assert props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0].startswith("ScavengerDeadLetterQueue")
+    assert props["FilterCriteria"] == {
+        "Filters": [{"Pattern": json.dumps({"eventName": ["INSERT"]}, separators=(",", ":"))}]
+    }
+    assert props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0].startswith(
+        "ScavengerDeadLetterQueue"
+    )
     assert scav.dead_letter_queue is not None
 
 
@@ -239,24 +284,47 @@ def test_every_option_reaches_the_mapping() -> None:
     st = stack()
     queue = sqs.Queue(st, "MyDlq")
     _, scav, template = build(
-        scope=st, batch_size=500, max_batching_window=cdk.Duration.seconds(20), parallelization_factor=4,
-        starting_position=lambda_.StartingPosition.LATEST, retry_attempts=3,
-        max_record_age=cdk.Duration.minutes(30), bisect_batch_on_error=False, on_failure=sources.SqsDlq(queue),
+        scope=st,
+        batch_size=500,
+        max_batching_window=cdk.Duration.seconds(20),
+        parallelization_factor=4,
+        starting_position=lambda_.StartingPosition.LATEST,
+        retry_attempts=3,
+        max_record_age=cdk.Duration.minutes(30),
+        bisect_batch_on_error=False,
+        on_failure=sources.SqsDlq(queue),
     )
     props = mapping_props(template)
-    assert (props["BatchSize"], props["MaximumBatchingWindowInSeconds"], props["ParallelizationFactor"]) == (500, 20, 4)
-    assert (props["StartingPosition"], props["MaximumRetryAttempts"], props["MaximumRecordAgeInSeconds"]) == ("LATEST", 3, 1800)
+    assert (
+        props["BatchSize"],
+        props["MaximumBatchingWindowInSeconds"],
+        props["ParallelizationFactor"],
+    ) == (500, 20, 4)
+    assert (
+        props["StartingPosition"],
+        props["MaximumRetryAttempts"],
+        props["MaximumRecordAgeInSeconds"],
+    ) == ("LATEST", 3, 1800)
     assert props["BisectBatchOnFunctionError"] is False
-    assert props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0].startswith("MyDlq")
+    assert props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0].startswith(
+        "MyDlq"
+    )
     assert scav.dead_letter_queue is None
     assert len(template.find_resources("AWS::SQS::Queue")) == 1
 
 
 def test_user_filters_are_merged_with_the_event_names() -> None:
     status = {"dynamodb": {"NewImage": {"status": {"S": ["PROCESSED"]}}}}
-    narrowing = {"eventName": ["MODIFY", "REMOVE"], "dynamodb": {"Keys": {"messageId": {"S": [{"prefix": "a"}]}}}}
-    _, _, template = build(event_names=["INSERT", "MODIFY"], filters=[status, lambda_.FilterCriteria.filter(narrowing)])
-    patterns = [json.loads(f["Pattern"]) for f in mapping_props(template)["FilterCriteria"]["Filters"]]
+    narrowing = {
+        "eventName": ["MODIFY", "REMOVE"],
+        "dynamodb": {"Keys": {"messageId": {"S": [{"prefix": "a"}]}}},
+    }
+    _, _, template = build(
+        event_names=["INSERT", "MODIFY"], filters=[status, lambda_.FilterCriteria.filter(narrowing)]
+    )
+    patterns = [
+        json.loads(f["Pattern"]) for f in mapping_props(template)["FilterCriteria"]["Filters"]
+    ]
     assert patterns == [
         {**status, "eventName": ["INSERT", "MODIFY"]},
         {**narrowing, "eventName": ["MODIFY"]},
@@ -264,7 +332,9 @@ def test_user_filters_are_merged_with_the_event_names() -> None:
 
 
 def test_filter_selecting_no_chosen_event_is_an_error() -> None:
-    with pytest.raises(ScavengerConfigError, match=r"filters\[0\].eventName \['REMOVE'\] selects none"):
+    with pytest.raises(
+        ScavengerConfigError, match=r"filters\[0\].eventName \['REMOVE'\] selects none"
+    ):
         build(filters=[{"eventName": ["REMOVE"]}])
 
 
@@ -276,12 +346,20 @@ def test_filter_selecting_no_chosen_event_is_an_error() -> None:
         ("batch_size", 2.5, "batch_size must be an integer"),
         ("parallelization_factor", 11, "parallelization_factor must be an integer in 1..10"),
         ("retry_attempts", -1, "retry_attempts must be an integer in 0..10000"),
-        ("max_batching_window", cdk.Duration.seconds(301), "max_batching_window must be 0..300 seconds"),
+        (
+            "max_batching_window",
+            cdk.Duration.seconds(301),
+            "max_batching_window must be 0..300 seconds",
+        ),
         ("max_record_age", cdk.Duration.seconds(59), "max_record_age must be 60..604800 seconds"),
         ("max_record_age", cdk.Duration.days(8), "max_record_age must be 60..604800 seconds"),
         ("memory_size", 64, "memory_size must be an integer in 128..10240"),
         ("timeout", cdk.Duration.minutes(16), "timeout must be 5..900 seconds"),
-        ("event_names", ["INSERT", "UPSERT"], "event_names: unknown event 'UPSERT'; allowed: INSERT, MODIFY, REMOVE"),
+        (
+            "event_names",
+            ["INSERT", "UPSERT"],
+            "event_names: unknown event 'UPSERT'; allowed: INSERT, MODIFY, REMOVE",
+        ),
         ("event_names", [], "event_names must name at least one"),
         ("event_names", "INSERT", "event_names must be a list"),
         ("starting_position", lambda_.StartingPosition.AT_TIMESTAMP, "starting_position must be"),
@@ -290,7 +368,9 @@ def test_filter_selecting_no_chosen_event_is_an_error() -> None:
         ("filters", [{"x": ["y"]}] * 11, "Lambda allows 1..10"),
     ],
 )
-def test_out_of_range_options_name_the_option_and_range(option: str, value: Any, message: str) -> None:
+def test_out_of_range_options_name_the_option_and_range(
+    option: str, value: Any, message: str
+) -> None:
     with pytest.raises(ScavengerConfigError, match=re.escape(message)):
         build(**{option: value})
 
@@ -298,7 +378,11 @@ def test_out_of_range_options_name_the_option_and_range(option: str, value: Any,
 def test_unresolved_tokens_pass_validation() -> None:
     st = stack()
     size = cdk.CfnParameter(st, "BatchSize", type="Number").value_as_number
-    _, _, template = build(scope=st, batch_size=size, max_batching_window=cdk.Duration.seconds(cdk.Token.as_number(cdk.Fn.ref("BatchSize"))))
+    _, _, template = build(
+        scope=st,
+        batch_size=size,
+        max_batching_window=cdk.Duration.seconds(cdk.Token.as_number(cdk.Fn.ref("BatchSize"))),
+    )
     assert mapping_props(template)["BatchSize"] == {"Ref": "BatchSize"}
 
 
@@ -308,19 +392,32 @@ def test_unresolved_tokens_pass_validation() -> None:
 def test_policy_is_least_privilege() -> None:
     _, _, template = build()
     statements = policy_statements(template)
-    actions = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    actions = {
+        a
+        for s in statements
+        for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
     assert actions == {
-        "logs:CreateLogStream", "logs:PutLogEvents",
-        "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
         "dynamodb:BatchWriteItem",
-        "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
     }
     wildcard = [s for s in statements if s["Resource"] == "*"]
     assert wildcard == [{"Action": "dynamodb:ListStreams", "Effect": "Allow", "Resource": "*"}]
     (write,) = [s for s in statements if s["Action"] == "dynamodb:BatchWriteItem"]
     assert write["Resource"]["Fn::GetAtt"][0].startswith("Staging")
     (stream,) = [s for s in statements if "dynamodb:GetRecords" in s["Action"]]
-    assert stream["Resource"]["Fn::GetAtt"][0].startswith("Messages") and stream["Resource"]["Fn::GetAtt"][1] == "StreamArn"
+    assert (
+        stream["Resource"]["Fn::GetAtt"][0].startswith("Messages")
+        and stream["Resource"]["Fn::GetAtt"][1] == "StreamArn"
+    )
     template.resource_count_is("AWS::IAM::ManagedPolicy", 0)
     (role,) = template.find_resources("AWS::IAM::Role").values()
     assert "ManagedPolicyArns" not in role["Properties"]
@@ -329,12 +426,31 @@ def test_policy_is_least_privilege() -> None:
 def test_customer_managed_keys_are_granted() -> None:
     st = stack()
     source_key, target_key = kms.Key(st, "SourceKey"), kms.Key(st, "TargetKey")
-    source = table(st, "Messages", encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=source_key)
-    target = table(st, "Staging", encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=target_key)
+    source = table(
+        st,
+        "Messages",
+        encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+        encryption_key=source_key,
+    )
+    target = table(
+        st,
+        "Staging",
+        encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+        encryption_key=target_key,
+    )
     _, _, template = build(scope=st, source_table=source, target_table=target)
-    kms_statements = {s["Resource"]["Fn::GetAtt"][0][:9]: s["Action"] for s in policy_statements(template) if "kms:Decrypt" in s["Action"]}
+    kms_statements = {
+        s["Resource"]["Fn::GetAtt"][0][:9]: s["Action"]
+        for s in policy_statements(template)
+        if "kms:Decrypt" in s["Action"]
+    }
     assert kms_statements["SourceKey"] == "kms:Decrypt"
-    assert set(kms_statements["TargetKey"]) == {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"}
+    assert set(kms_statements["TargetKey"]) == {
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:GenerateDataKey*",
+        "kms:ReEncrypt*",
+    }
 
 
 def test_mapping_waits_for_the_policy() -> None:
@@ -349,29 +465,57 @@ def test_mapping_waits_for_the_policy() -> None:
 
 def test_function_defaults() -> None:
     _, _, template = build()
-    template.has_resource_properties("AWS::Lambda::Function", {
-        "Runtime": "python3.14", "Architectures": ["arm64"], "Handler": "scavenger.handler.handler",
-        "MemorySize": 256, "Timeout": 60,
-        "LoggingConfig": Match.object_like({"LogFormat": "JSON", "ApplicationLogLevel": "INFO"}),
-    })
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Runtime": "python3.14",
+            "Architectures": ["arm64"],
+            "Handler": "scavenger.handler.handler",
+            "MemorySize": 256,
+            "Timeout": 60,
+            "LoggingConfig": Match.object_like(
+                {"LogFormat": "JSON", "ApplicationLogLevel": "INFO"}
+            ),
+        },
+    )
     template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
 
 
 def test_function_overrides() -> None:
-    _, _, template = build(memory_size=512, timeout=cdk.Duration.seconds(120), log_level="debug", log_item_keys=True)
-    template.has_resource_properties("AWS::Lambda::Function", {
-        "MemorySize": 512, "Timeout": 120,
-        "LoggingConfig": Match.object_like({"ApplicationLogLevel": "DEBUG"}),
-        "Environment": {"Variables": Match.object_like({"SCAVENGER_LOG_ITEMS": "true"})},
-    })
+    _, _, template = build(
+        memory_size=512, timeout=cdk.Duration.seconds(120), log_level="debug", log_item_keys=True
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "MemorySize": 512,
+            "Timeout": 120,
+            "LoggingConfig": Match.object_like({"ApplicationLogLevel": "DEBUG"}),
+            "Environment": {"Variables": Match.object_like({"SCAVENGER_LOG_ITEMS": "true"})},
+        },
+    )
 
 
 def test_dead_letter_queue_is_encrypted_tls_only_and_keeps_14_days() -> None:
     _, _, template = build()
-    template.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600})
-    template.has_resource_properties("AWS::SQS::QueuePolicy", {
-        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
-            "Effect": "Deny", "Action": "sqs:*",
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        })])},
-    })
+    template.has_resource_properties(
+        "AWS::SQS::Queue", {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600}
+    )
+    template.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "sqs:*",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )

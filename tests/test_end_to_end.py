@@ -29,7 +29,9 @@ def example_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("example") / "cdk.out"
     subprocess.run(
         [sys.executable, str(ROOT / "examples" / "app.py")],
-        env={**os.environ, "CDK_OUTDIR": str(out)}, check=True, capture_output=True,
+        env={**os.environ, "CDK_OUTDIR": str(out)},
+        check=True,
+        capture_output=True,
     )
     return out
 
@@ -37,7 +39,9 @@ def example_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_example_app_deletes_exactly_the_matching_items(
     example_assembly: Path, ddb_local: Any, ddb: Any, ddb_streams: Any
 ) -> None:
-    (report,) = check_assembly(example_assembly, ddb_local.endpoint_url, (ddb, ddb_streams), records=450)
+    (report,) = check_assembly(
+        example_assembly, ddb_local.endpoint_url, (ddb, ddb_streams), records=450
+    )
 
     assert (report.deleted, report.still_there) == (450, 0)
     assert report.unrelated_kept == report.unrelated_total == 450
@@ -50,7 +54,11 @@ def test_example_app_deletes_exactly_the_matching_items(
 def test_asset_holds_only_the_runtime(example_assembly: Path) -> None:
     (stack,) = load_assembly(example_assembly)
     (function,) = stack.functions
-    files = sorted(p.relative_to(function.asset_dir).as_posix() for p in function.asset_dir.rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(function.asset_dir).as_posix()
+        for p in function.asset_dir.rglob("*")
+        if p.is_file()
+    )
     assert files == [
         "scavenger/__init__.py",
         "scavenger/config.py",
@@ -66,19 +74,31 @@ class NonKeyModifyRemoveStack(cdk.Stack):
 
     def __init__(self, scope: cdk.App) -> None:
         super().__init__(scope, "NonKey")
-        orders = dynamodb.Table(self, "Orders", partition_key=dynamodb.Attribute(name="orderId", type=dynamodb.AttributeType.STRING))
+        orders = dynamodb.Table(
+            self,
+            "Orders",
+            partition_key=dynamodb.Attribute(name="orderId", type=dynamodb.AttributeType.STRING),
+        )
         holds = dynamodb.Table(
-            self, "Holds",
+            self,
+            "Holds",
             partition_key=dynamodb.Attribute(name="holdId", type=dynamodb.AttributeType.BINARY),
             sort_key=dynamodb.Attribute(name="slot", type=dynamodb.AttributeType.NUMBER),
         )
         self.scavenger = StreamScavenger(
-            self, "Scavenger", source_table=orders, target_table=holds,
-            key_mapping={"holdId": "holdRef", "slot": "slot"}, event_names=["MODIFY", "REMOVE"], batch_size=7,
+            self,
+            "Scavenger",
+            source_table=orders,
+            target_table=holds,
+            key_mapping={"holdId": "holdRef", "slot": "slot"},
+            event_names=["MODIFY", "REMOVE"],
+            batch_size=7,
         )
 
 
-def test_non_key_mapping_with_modify_and_remove_end_to_end(tmp_path: Path, ddb_local: Any, ddb: Any, ddb_streams: Any) -> None:
+def test_non_key_mapping_with_modify_and_remove_end_to_end(
+    tmp_path: Path, ddb_local: Any, ddb: Any, ddb_streams: Any
+) -> None:
     app = cdk.App(outdir=str(tmp_path / "cdk.out"))
     stack = NonKeyModifyRemoveStack(app)
     app.synth()
@@ -91,20 +111,46 @@ def test_non_key_mapping_with_modify_and_remove_end_to_end(tmp_path: Path, ddb_l
     orders = names[next(lid for lid in names if lid.startswith("Orders"))]
     holds = names[next(lid for lid in names if lid.startswith("Holds"))]
     for i in range(20):
-        ddb.put_item(TableName=holds, Item={"holdId": {"B": f"h{i}".encode()}, "slot": {"N": str(i)}})
+        ddb.put_item(
+            TableName=holds, Item={"holdId": {"B": f"h{i}".encode()}, "slot": {"N": str(i)}}
+        )
     for i in range(20):  # INSERT: not selected, deletes nothing
-        ddb.put_item(TableName=orders, Item={"orderId": {"S": f"o{i}"}, "holdRef": {"B": f"h{i}".encode()}, "slot": {"N": str(i)}})
+        ddb.put_item(
+            TableName=orders,
+            Item={
+                "orderId": {"S": f"o{i}"},
+                "holdRef": {"B": f"h{i}".encode()},
+                "slot": {"N": str(i)},
+            },
+        )
     for i in range(0, 5):  # MODIFY: deletes h0..h4 (read from NewImage)
-        ddb.update_item(TableName=orders, Key={"orderId": {"S": f"o{i}"}}, UpdateExpression="SET paid = :t", ExpressionAttributeValues={":t": {"BOOL": True}})
+        ddb.update_item(
+            TableName=orders,
+            Key={"orderId": {"S": f"o{i}"}},
+            UpdateExpression="SET paid = :t",
+            ExpressionAttributeValues={":t": {"BOOL": True}},
+        )
     for i in range(5, 12):  # REMOVE: deletes h5..h11 (read from OldImage)
         ddb.delete_item(TableName=orders, Key={"orderId": {"S": f"o{i}"}})
 
-    env = {**function.resolved_environment(names), "AWS_ENDPOINT_URL_DYNAMODB": ddb_local.endpoint_url}
-    with SubprocessInvoker(function.asset_dir, function.handler, env, timeout_s=function.timeout_s) as invoker:
-        run = LocalEventSourceMapping(ddb_streams, arns[next(lid for lid in names if lid.startswith("Orders"))], invoker.invoke, function.mapping.properties).run()
+    env = {
+        **function.resolved_environment(names),
+        "AWS_ENDPOINT_URL_DYNAMODB": ddb_local.endpoint_url,
+    }
+    with SubprocessInvoker(
+        function.asset_dir, function.handler, env, timeout_s=function.timeout_s
+    ) as invoker:
+        run = LocalEventSourceMapping(
+            ddb_streams,
+            arns[next(lid for lid in names if lid.startswith("Orders"))],
+            invoker.invoke,
+            function.mapping.properties,
+        ).run()
 
     assert scan_keys(ddb, holds, ["slot"]) == {(str(i),) for i in range(12, 20)}
-    assert run.records_read == 32 and run.records_filtered_out == 20  # INSERTs never reach the function
+    assert (
+        run.records_read == 32 and run.records_filtered_out == 20
+    )  # INSERTs never reach the function
     assert run.invocations == 2 and run.given_up == []  # 12 records, batch size 7
 
 
@@ -112,9 +158,19 @@ def test_handler_runs_without_the_library_on_its_path(example_assembly: Path) ->
     """The asset imports nothing of stream_scavenger: it must work on its own in Lambda."""
     (stack,) = load_assembly(example_assembly)
     (function,) = stack.functions
-    code = "import sys, scavenger.handler as h; print(sorted(m for m in sys.modules if m.startswith('stream_scavenger')))"
+    code = (
+        "import sys, scavenger.handler; "
+        "print(sorted(m for m in sys.modules if m.startswith('stream_scavenger')))"
+    )
     result = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(function.asset_dir)!r}); {code}"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(function.asset_dir)!r}); {code}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert result.stdout.strip() == "[]"

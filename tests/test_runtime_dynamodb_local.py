@@ -14,7 +14,9 @@ from stream_scavenger.runtime.scavenger.handler import Scavenger
 pytestmark = pytest.mark.ddb
 
 
-def scavenger(ddb: Any, table: str, mapping: dict[str, str], **kw: Any) -> tuple[Scavenger, CountingClient]:
+def scavenger(
+    ddb: Any, table: str, mapping: dict[str, str], **kw: Any
+) -> tuple[Scavenger, CountingClient]:
     client = CountingClient(ddb)
     config = ScavengerConfig(target_table=table, key_mapping=mapping, **kw)
     return Scavenger(config, client, sleep=lambda s: None), client
@@ -25,8 +27,11 @@ def test_article_scenario_deletes_exactly_the_inserted_messages(ddb: Any, make_t
     put_items(ddb, staging, [{"messageId": f"m{i}", "createdAt": 1000 + i} for i in range(60)])
     records = [record("INSERT", {"messageId": f"m{i}", "createdAt": 1000 + i}) for i in range(50)]
     scav, client = scavenger(
-        ddb, staging, {"messageId": "messageId", "createdAt": "createdAt"},
-        key_types={"messageId": "S", "createdAt": "N"}, sort_key="createdAt",
+        ddb,
+        staging,
+        {"messageId": "messageId", "createdAt": "createdAt"},
+        key_types={"messageId": "S", "createdAt": "N"},
+        sort_key="createdAt",
     )
 
     response = scav.handle(event(*records), Context())
@@ -52,8 +57,11 @@ def test_non_key_mapping_reads_new_image_for_insert_and_old_image_for_remove(
     target = make_table({"pk": "S", "sk": "S"})
     put_items(ddb, target, [{"pk": p, "sk": "x"} for p in ("ins", "rem", "keep")])
     scav, _ = scavenger(
-        ddb, target, {"pk": "stagingKey", "sk": "kind"},
-        event_names=frozenset({"INSERT", "REMOVE"}), sort_key="sk",
+        ddb,
+        target,
+        {"pk": "stagingKey", "sk": "kind"},
+        event_names=frozenset({"INSERT", "REMOVE"}),
+        sort_key="sk",
     )
     batch = event(
         record("INSERT", {"id": "1"}, new={"id": "1", "stagingKey": "ins", "kind": "x"}),
@@ -76,7 +84,9 @@ def test_non_key_mapping_reads_new_image_for_insert_and_old_image_for_remove(
         ("B", [b"\x00", b"\xff\xfe binary", bytes(range(256))]),
     ],
 )
-def test_every_key_type_round_trips(ddb: Any, make_table: Any, key_type: str, values: list[Any]) -> None:
+def test_every_key_type_round_trips(
+    ddb: Any, make_table: Any, key_type: str, values: list[Any]
+) -> None:
     target = make_table({"k": key_type})
     put_items(ddb, target, [{"k": v} for v in values] + [{"k": _other(key_type)}])
     scav, _ = scavenger(ddb, target, {"k": "k"}, key_types={"k": key_type})
@@ -111,25 +121,35 @@ def test_duplicate_keys_are_sent_once_including_equal_numbers(ddb: Any, make_tab
 def test_modify_and_remove_are_ignored_unless_selected(ddb: Any, make_table: Any) -> None:
     target = make_table({"pk": "S"})
     put_items(ddb, target, [{"pk": p} for p in ("i", "m", "r")])
-    batch = event(record("INSERT", {"pk": "i"}), record("MODIFY", {"pk": "m"}), record("REMOVE", {"pk": "r"}))
+    batch = event(
+        record("INSERT", {"pk": "i"}), record("MODIFY", {"pk": "m"}), record("REMOVE", {"pk": "r"})
+    )
 
     insert_only, client = scavenger(ddb, target, {"pk": "pk"})
     insert_only.handle(batch, Context())
     assert scan_keys(ddb, target, ["pk"]) == {("m",), ("r",)}
     assert client.calls == [1]
 
-    modify_remove, _ = scavenger(ddb, target, {"pk": "pk"}, event_names=frozenset({"MODIFY", "REMOVE"}))
+    modify_remove, _ = scavenger(
+        ddb, target, {"pk": "pk"}, event_names=frozenset({"MODIFY", "REMOVE"})
+    )
     modify_remove.handle(batch, Context())
     assert scan_keys(ddb, target, ["pk"]) == set()
 
 
-@pytest.mark.parametrize(("records", "distinct"), [(26, 26), (1000, 1000), (10_000, 10_000), (10_000, 2_500)])
+@pytest.mark.parametrize(
+    ("records", "distinct"), [(26, 26), (1000, 1000), (10_000, 10_000), (10_000, 2_500)]
+)
 def test_large_batches_use_the_minimum_number_of_requests(
     ddb: Any, make_table: Any, records: int, distinct: int
 ) -> None:
     target = make_table({"pk": "S", "sk": "N"})
-    put_items(ddb, target, [{"pk": f"p{i}", "sk": i} for i in range(distinct)] + [{"pk": "keep", "sk": 0}])
-    batch = event(*[record("INSERT", {"pk": f"p{i % distinct}", "sk": i % distinct}) for i in range(records)])
+    put_items(
+        ddb, target, [{"pk": f"p{i}", "sk": i} for i in range(distinct)] + [{"pk": "keep", "sk": 0}]
+    )
+    batch = event(
+        *[record("INSERT", {"pk": f"p{i % distinct}", "sk": i % distinct}) for i in range(records)]
+    )
     scav, client = scavenger(ddb, target, {"pk": "pk", "sk": "sk"}, sort_key="sk")
 
     response = scav.handle(batch, Context())
@@ -140,7 +160,9 @@ def test_large_batches_use_the_minimum_number_of_requests(
     assert sum(client.calls) == distinct
 
 
-def test_unmappable_record_in_the_middle_does_not_block_the_good_ones(ddb: Any, make_table: Any) -> None:
+def test_unmappable_record_in_the_middle_does_not_block_the_good_ones(
+    ddb: Any, make_table: Any
+) -> None:
     target = make_table({"pk": "S"})
     put_items(ddb, target, [{"pk": f"p{i}"} for i in range(5)])
     records = [record("INSERT", {"pk": f"p{i}"}) for i in range(5)]
@@ -153,7 +175,9 @@ def test_unmappable_record_in_the_middle_does_not_block_the_good_ones(ddb: Any, 
     assert scan_keys(ddb, target, ["pk"]) == set()
 
 
-def test_keys_not_deleted_are_reported_from_the_lowest_sequence_number(ddb: Any, make_table: Any) -> None:
+def test_keys_not_deleted_are_reported_from_the_lowest_sequence_number(
+    ddb: Any, make_table: Any
+) -> None:
     target = make_table({"pk": "S"})
     put_items(ddb, target, [{"pk": f"p{i}"} for i in range(30)])
     records = [record("INSERT", {"pk": f"p{i}"}) for i in range(30)]
@@ -164,11 +188,15 @@ def test_keys_not_deleted_are_reported_from_the_lowest_sequence_number(ddb: Any,
             if "p29" in keys:
                 from botocore.exceptions import ClientError
 
-                raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "BatchWriteItem")
+                raise ClientError(
+                    {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "BatchWriteItem"
+                )
             return super().batch_write_item(**kwargs)
 
     config = ScavengerConfig(target_table=target, key_mapping={"pk": "pk"})
-    response = Scavenger(config, RefusesSecondChunk(ddb), sleep=lambda s: None).handle(event(*records), Context())
+    response = Scavenger(config, RefusesSecondChunk(ddb), sleep=lambda s: None).handle(
+        event(*records), Context()
+    )
 
     reported = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     assert reported == [r["dynamodb"]["SequenceNumber"] for r in records[25:]]

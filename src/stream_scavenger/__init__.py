@@ -1,7 +1,8 @@
 """stream-scavenger: a DynamoDB stream on one table deletes the matching items from another.
 
 >>> from stream_scavenger import StreamScavenger
->>> StreamScavenger(stack, "Scavenger", source_table=messages, target_table=staging)  # doctest: +SKIP
+>>> StreamScavenger(stack, "Scavenger",  # doctest: +SKIP
+...                 source_table=messages, target_table=staging)
 
 The construct side (and with it aws-cdk-lib and its jsii kernel) is imported
 on first use, so the local runner and the CLI start without it.

@@ -11,7 +11,16 @@ from .local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError
 
 
 def _print_reports(reports: list[CheckReport]) -> None:
-    header = ("stack/function", "records", "deleted", "unrelated kept", "invocations", "seconds", "records/s", "result")
+    header = (
+        "stack/function",
+        "records",
+        "deleted",
+        "unrelated kept",
+        "invocations",
+        "seconds",
+        "records/s",
+        "result",
+    )
     rows = [
         (
             f"{r.stack}/{r.function}",
@@ -53,8 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run every scavenger of a synthesized cdk.out against DynamoDB Local and verify it",
     )
     check.add_argument("cdk_out", help="the synthesized cloud assembly directory")
-    check.add_argument("--records", type=int, default=200, help="matching records to write (default 200)")
-    check.add_argument("--endpoint-url", help="use this DynamoDB endpoint instead of starting DynamoDB Local")
+    check.add_argument(
+        "--records", type=int, default=200, help="matching records to write (default 200)"
+    )
+    check.add_argument(
+        "--endpoint-url", help="use this DynamoDB endpoint instead of starting DynamoDB Local"
+    )
     check.set_defaults(run=_check)
     args = parser.parse_args(argv)
     try:

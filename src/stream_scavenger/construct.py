@@ -249,7 +249,13 @@ class StreamScavenger(Construct):
 
 
 def _application_log_level(level: str) -> lambda_.ApplicationLogLevel:
-    allowed = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARN", "WARNING": "WARN", "ERROR": "ERROR"}
+    allowed = {
+        "DEBUG": "DEBUG",
+        "INFO": "INFO",
+        "WARN": "WARN",
+        "WARNING": "WARN",
+        "ERROR": "ERROR",
+    }
     name = allowed.get(str(level).upper())
     if name is None:
         raise ScavengerConfigError(f"log_level must be DEBUG, INFO, WARN or ERROR, got {level!r}")

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from .validation import ScavengerConfigError
 
 
-class EventName(str, enum.Enum):
+class EventName(enum.StrEnum):
     """A DynamoDB stream event name. Plain strings with the same value are accepted too."""
 
     INSERT = "INSERT"

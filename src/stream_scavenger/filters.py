@@ -16,8 +16,10 @@ _IMAGES = ("NewImage", "OldImage")
 
 def _pattern_body(index: int, pattern: Any) -> dict[str, Any]:
     """Accept a pattern dict, or what ``aws_lambda.FilterCriteria.filter()`` returns."""
-    if isinstance(pattern, Mapping) and set(pattern) == {"pattern"} and isinstance(
-        pattern["pattern"], str
+    if (
+        isinstance(pattern, Mapping)
+        and set(pattern) == {"pattern"}
+        and isinstance(pattern["pattern"], str)
     ):
         pattern = json.loads(pattern["pattern"])
     if not isinstance(pattern, Mapping) or not pattern:

@@ -20,7 +20,8 @@ def resolve_key_mapping(
         if target_schema is None:
             raise ScavengerConfigError(
                 "key_mapping is required when the target's key schema is unknown "
-                "(an imported target_table): pass key_mapping={'<target key>': '<source attribute>'}"
+                "(an imported target_table): pass "
+                "key_mapping={'<target key>': '<source attribute>'}"
             )
         return {name: name for name in target_schema.attributes}
     if not isinstance(key_mapping, Mapping) or not key_mapping:

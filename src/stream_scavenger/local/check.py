@@ -48,7 +48,9 @@ class CheckReport:
 
 
 def _key_schema(table: TableDef) -> list[tuple[str, str]]:
-    types = {d["AttributeName"]: d["AttributeType"] for d in table.properties["AttributeDefinitions"]}
+    types = {
+        d["AttributeName"]: d["AttributeType"] for d in table.properties["AttributeDefinitions"]
+    }
     ordered = sorted(table.properties["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
     return [(k["AttributeName"], types[k["AttributeName"]]) for k in ordered]
 
@@ -89,7 +91,9 @@ def _batch_put(client: Any, table: str, items: list[dict[str, Any]]) -> None:
             pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
 
 
-def _write_source(client: Any, table: str, items: list[dict[str, Any]], events: frozenset[str], keys: list[str]) -> None:
+def _write_source(
+    client: Any, table: str, items: list[dict[str, Any]], events: frozenset[str], keys: list[str]
+) -> None:
     """Write the source items so that each produces a record of a selected event."""
     _batch_put(client, table, items)
     if "INSERT" in events:
@@ -114,25 +118,41 @@ def _count_present(client: Any, table: str, keys: list[dict[str, Any]]) -> int:
 
 
 def check_function(
-    stack: StackDef, function: FunctionDef, endpoint_url: str, clients: tuple[Any, Any], records: int
+    stack: StackDef,
+    function: FunctionDef,
+    endpoint_url: str,
+    clients: tuple[Any, Any],
+    records: int,
 ) -> CheckReport:
     """Run the end-to-end check for one scavenger function."""
     ddb, streams = clients
     if function.mapping is None or function.mapping.source_table not in stack.tables:
-        raise ValueError(f"{stack.name}/{function.logical_id}: no event source mapping on a table of the stack")
+        raise ValueError(
+            f"{stack.name}/{function.logical_id}: no event source mapping on a table of the stack"
+        )
     target_ref = function.environment.get(ENV_TARGET_TABLE, {})
     target_id = target_ref.get("Ref") if isinstance(target_ref, dict) else None
     if target_id not in stack.tables:
-        raise ValueError(f"{stack.name}/{function.logical_id}: the target table is not in the stack")
+        raise ValueError(
+            f"{stack.name}/{function.logical_id}: the target table is not in the stack"
+        )
     started = time.monotonic()
-    names = table_names_for(stack.tables, prefix=f"check{os.getpid()}{int(started * 1000) % 100000}-")
+    names = table_names_for(
+        stack.tables, prefix=f"check{os.getpid()}{int(started * 1000) % 100000}-"
+    )
     stream_arns = {lid: create_table(ddb, names[lid], table) for lid, table in stack.tables.items()}
     environment = function.resolved_environment(names)
     config = ScavengerConfig.from_env(environment)
     source, target = stack.tables[function.mapping.source_table], stack.tables[target_id]
     source_items, matching, unrelated = _items(source, target, config, records)
     _batch_put(ddb, names[target_id], matching + unrelated)
-    _write_source(ddb, names[source.logical_id], source_items, config.event_names, [a for a, _ in _key_schema(source)])
+    _write_source(
+        ddb,
+        names[source.logical_id],
+        source_items,
+        config.event_names,
+        [a for a, _ in _key_schema(source)],
+    )
     with SubprocessInvoker(
         function.asset_dir,
         function.handler,
@@ -159,7 +179,9 @@ def check_function(
     )
 
 
-def check_assembly(cdk_out: Path | str, endpoint_url: str, clients: tuple[Any, Any], records: int = 200) -> list[CheckReport]:
+def check_assembly(
+    cdk_out: Path | str, endpoint_url: str, clients: tuple[Any, Any], records: int = 200
+) -> list[CheckReport]:
     """Check every scavenger of a synthesized assembly."""
     stacks = load_assembly(cdk_out)
     if not stacks:

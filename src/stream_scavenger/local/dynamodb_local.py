@@ -83,7 +83,11 @@ class DynamoDBLocal:
         deadline = time.monotonic() + timeout_s
         while True:
             if self._process.poll() is not None:
-                err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
+                err = (
+                    self._process.stderr.read().decode(errors="replace")
+                    if self._process.stderr
+                    else ""
+                )
                 raise DynamoDBLocalError(f"DynamoDB Local exited: {err[-2000:]}")
             try:
                 client.list_tables(Limit=1)
@@ -91,7 +95,9 @@ class DynamoDBLocal:
             except Exception:  # noqa: BLE001 - not up yet
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise DynamoDBLocalError(f"DynamoDB Local did not answer in {timeout_s} s") from None
+                    raise DynamoDBLocalError(
+                        f"DynamoDB Local did not answer in {timeout_s} s"
+                    ) from None
                 time.sleep(0.2)
 
     def stop(self) -> None:

@@ -45,7 +45,14 @@ class SubprocessInvoker:
         }
         self.timeout_s = timeout_s
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "stream_scavenger.local.worker", str(asset_dir), handler, function_name],
+            [
+                sys.executable,
+                "-m",
+                "stream_scavenger.local.worker",
+                str(asset_dir),
+                handler,
+                function_name,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -132,9 +132,10 @@ class LocalEventSourceMapping:
                 failed_from = 0
             else:
                 stats.responses.append(response)
-                failed_from = _checkpoint(batch, response)
-                if failed_from is None:
+                checkpoint = _checkpoint(batch, response)
+                if checkpoint is None:
                     return
+                failed_from = checkpoint
                 stats.partial_failures += 1
             attempts += 1
             batch = batch[failed_from:]

@@ -121,7 +121,7 @@ class BatchDeleter:
 
     def backoff(self, retry: int) -> float:
         """Full-jitter exponential backoff before retry number ``retry`` (1-based)."""
-        return self._rng() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (retry - 1))
+        return float(self._rng()) * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** (retry - 1))
 
     def delete(self, keys: Sequence[TargetKey], deadline: Deadline) -> DeleteResult:
         """Delete ``keys`` (already distinct); stop in time for ``deadline``."""

@@ -92,7 +92,10 @@ class Scavenger:
         summary = Summary()
         records = event.get("Records") if isinstance(event, Mapping) else None
         if not isinstance(records, list):
-            log.error("event has no Records list; nothing to scavenge", extra={"event_type": type(event).__name__})
+            log.error(
+                "event has no Records list; nothing to scavenge",
+                extra={"event_type": type(event).__name__},
+            )
             return {"batchItemFailures": []}
 
         keys: dict[Identity, TargetKey] = {}
@@ -108,7 +111,11 @@ class Scavenger:
                 summary.unmappable += 1
                 log.warning(
                     "unmappable record",
-                    extra={"sequence_number": _sequence_number(record), "index": index, "reason": str(why)},
+                    extra={
+                        "sequence_number": _sequence_number(record),
+                        "index": index,
+                        "reason": str(why),
+                    },
                 )
                 continue
             summary.matched += 1

@@ -32,9 +32,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def get_logger() -> logging.Logger:
-    """The scavenger's logger, at ``AWS_LAMBDA_LOG_LEVEL`` (or ``SCAVENGER_LOG_LEVEL``), INFO by default."""
+    """The scavenger's logger, at ``AWS_LAMBDA_LOG_LEVEL`` or ``SCAVENGER_LOG_LEVEL`` (INFO)."""
     logger = logging.getLogger(LOGGER_NAME)
-    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL") or os.environ.get("SCAVENGER_LOG_LEVEL") or "INFO"
+    level = (
+        os.environ.get("AWS_LAMBDA_LOG_LEVEL") or os.environ.get("SCAVENGER_LOG_LEVEL") or "INFO"
+    )
     logger.setLevel(level.upper())
     if os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() != "JSON" and not logger.handlers:
         stream = logging.StreamHandler(sys.stderr)

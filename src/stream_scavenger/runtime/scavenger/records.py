@@ -61,7 +61,9 @@ def map_record(record: Mapping[str, Any], config: ScavengerConfig) -> TargetKey:
         value = _find(source_attr, keys, image)
         if value is None:
             raise Unmappable(f"source attribute '{source_attr}' is not in the record")
-        max_bytes = MAX_SORT_KEY_BYTES if target_attr == config.sort_key else MAX_PARTITION_KEY_BYTES
+        max_bytes = (
+            MAX_SORT_KEY_BYTES if target_attr == config.sort_key else MAX_PARTITION_KEY_BYTES
+        )
         request[target_attr] = _to_key_value(
             value, config.key_types.get(target_attr), source_attr, max_bytes
         )
@@ -100,7 +102,9 @@ def _to_key_value(
     if type_ not in KEY_TYPES:
         raise Unmappable(f"source attribute '{source_attr}' is {type_}; keys are S, N or B")
     if expected and type_ != expected:
-        raise Unmappable(f"source attribute '{source_attr}' is {type_}; target key needs {expected}")
+        raise Unmappable(
+            f"source attribute '{source_attr}' is {type_}; target key needs {expected}"
+        )
     if type_ == "S":
         return {"S": _checked_string(raw, source_attr, max_bytes)}
     if type_ == "N":
