@@ -7,21 +7,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from stream_scavenger.local.dynamodb_local import DynamoDBLocal
 
+# Property tests: a bounded run in the test command, a long one with --slow.
+settings.register_profile("ci", max_examples=30, derandomize=False, print_blob=True)
+settings.register_profile("slow", max_examples=500, print_blob=True)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--slow", action="store_true", help="run long property-based runs too")
+    parser.addoption("--slow", action="store_true", help="long property-based runs (500 examples)")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--slow"):
-        return
-    skip = pytest.mark.skip(reason="long run: pass --slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+def pytest_configure(config: pytest.Config) -> None:
+    settings.load_profile("slow" if config.getoption("--slow") else "ci")
 
 
 @pytest.fixture(scope="session")

@@ -519,3 +519,22 @@ def test_dead_letter_queue_is_encrypted_tls_only_and_keeps_14_days() -> None:
             },
         },
     )
+
+
+def test_asset_hash_ignores_bytecode_caches() -> None:
+    from stream_scavenger.construct import RUNTIME_ASSET_DIR
+
+    def code_key() -> str:
+        _, _, template = build()
+        (fn,) = template.find_resources("AWS::Lambda::Function").values()
+        return str(fn["Properties"]["Code"]["S3Key"])
+
+    cache = RUNTIME_ASSET_DIR / "scavenger" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    stray = cache / "stray.cpython-311.pyc"
+    before = code_key()
+    stray.write_bytes(b"not part of the asset")
+    try:
+        assert code_key() == before
+    finally:
+        stray.unlink()

@@ -69,6 +69,7 @@ class DeleteStats:
     unprocessed: int = 0
     throttles: int = 0
     errors: int = 0
+    splits: int = 0
     consumed_wcu: float = 0.0
     error_codes: dict[str, int] = field(default_factory=dict)
 
@@ -79,6 +80,7 @@ class DeleteStats:
         self.unprocessed += other.unprocessed
         self.throttles += other.throttles
         self.errors += other.errors
+        self.splits += other.splits
         self.consumed_wcu += other.consumed_wcu
         for code, n in other.error_codes.items():
             self.error_codes[code] = self.error_codes.get(code, 0) + n
@@ -160,9 +162,29 @@ class BatchDeleter:
     def _delete_chunk(
         self, chunk: Sequence[TargetKey], deadline: Deadline, stop: threading.Event
     ) -> tuple[set[Identity], DeleteStats]:
+        """Delete one chunk; a chunk DynamoDB rejects as invalid is split to isolate the bad key."""
         stats = DeleteStats()
         deleted: set[Identity] = set()
-        pending = {key.identity: key for key in chunk}
+        groups = [list(chunk)]
+        while groups:
+            group = groups.pop()
+            try:
+                deleted |= self._delete_group(group, deadline, stop, stats)
+            except _Split as split:
+                half = len(split.keys) // 2
+                stats.splits += 1
+                groups += [split.keys[half:], split.keys[:half]]
+        return deleted, stats
+
+    def _delete_group(
+        self,
+        group: Sequence[TargetKey],
+        deadline: Deadline,
+        stop: threading.Event,
+        stats: DeleteStats,
+    ) -> set[Identity]:
+        deleted: set[Identity] = set()
+        pending = {key.identity: key for key in group}
         for attempt in range(1, self._max_attempts + 1):
             if attempt > 1:
                 delay = self.backoff(attempt - 1)
@@ -174,7 +196,9 @@ class BatchDeleter:
                 break
             try:
                 unprocessed = self._send(pending.values(), stats)
-            except NonRetryableError:
+            except NonRetryableError as err:
+                if err.code == "ValidationException" and len(pending) > 1:
+                    raise _Split(list(pending.values())) from err
                 break
             if unprocessed is None:
                 continue
@@ -185,7 +209,7 @@ class BatchDeleter:
             if not pending:
                 break
             stats.unprocessed += len(pending)
-        return deleted, stats
+        return deleted
 
     def _send(self, keys: Any, stats: DeleteStats) -> set[Identity] | None:
         """One request: the identities it left unprocessed, None if it failed retryably.
@@ -214,6 +238,14 @@ class BatchDeleter:
             stats.consumed_wcu += float(capacity.get("CapacityUnits", 0.0))
         left = (response.get("UnprocessedItems") or {}).get(self._table, [])
         return {identity_of(item["DeleteRequest"]["Key"]) for item in left}
+
+
+class _Split(Exception):
+    """DynamoDB rejected a request of several keys as invalid: try the halves apart."""
+
+    def __init__(self, keys: list[TargetKey]) -> None:
+        super().__init__(len(keys))
+        self.keys = keys
 
 
 class NonRetryableError(Exception):

@@ -57,6 +57,7 @@ class Summary:
     unprocessed: int = 0
     throttles: int = 0
     errors: int = 0
+    splits: int = 0
     consumed_wcu: float = 0.0
     timed_out: bool = False
     duration_ms: float = 0.0
@@ -76,6 +77,8 @@ class Scavenger:
     ) -> None:
         self.config = config
         self._clock = clock
+        #: Counts of the most recent invocation (for tests and the local runner).
+        self.last_summary = Summary()
         extra = {"rng": rng} if rng is not None else {}
         self._deleter = BatchDeleter(
             client,
@@ -96,16 +99,17 @@ class Scavenger:
                 "event has no Records list; nothing to scavenge",
                 extra={"event_type": type(event).__name__},
             )
+            self.last_summary = summary
             return {"batchItemFailures": []}
 
         keys: dict[Identity, TargetKey] = {}
         wanted: list[tuple[Mapping[str, Any], Identity]] = []
         summary.records = len(records)
         for index, record in enumerate(records):
-            if not isinstance(record, Mapping) or not is_selected(record, self.config):
-                summary.skipped += 1
-                continue
             try:
+                if not is_selected(record, self.config):
+                    summary.skipped += 1
+                    continue
                 key = map_record(record, self.config)
             except Unmappable as why:
                 summary.unmappable += 1
@@ -133,12 +137,14 @@ class Scavenger:
         summary.requests, summary.retries = stats.requests, stats.retries
         summary.unprocessed, summary.throttles = stats.unprocessed, stats.throttles
         summary.errors, summary.consumed_wcu = stats.errors, stats.consumed_wcu
+        summary.splits = stats.splits
         summary.timed_out = result.timed_out
 
         failures = [record for record, identity in wanted if identity not in result.deleted]
         response = _failure_response(failures)
         summary.reported = len(response["batchItemFailures"])
         summary.duration_ms = round((self._clock() - started) * 1000, 3)
+        self.last_summary = summary
         level = log.warning if failures else log.info
         level("scavenged", extra={"summary": vars(summary), "error_codes": stats.error_codes})
         return response
@@ -181,14 +187,16 @@ def _printable(key: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def make_client(config: ScavengerConfig) -> Any:
+def make_client(config: ScavengerConfig, **overrides: Any) -> Any:
     """A DynamoDB client that fails fast: the scavenger does its own retries.
 
     Created the standard boto3 way, so ``AWS_ENDPOINT_URL`` and
-    ``AWS_ENDPOINT_URL_DYNAMODB`` point it at another endpoint.
+    ``AWS_ENDPOINT_URL_DYNAMODB`` point it at another endpoint; ``overrides``
+    are passed to ``boto3.client`` (tests use them for an endpoint and region).
     """
     return boto3.client(
         "dynamodb",
+        **overrides,
         config=Config(
             retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=2,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .config import KEY_TYPES, ScavengerConfig
+from .config import EVENT_NAMES, KEY_TYPES, ScavengerConfig
 
 #: DynamoDB's limits on key attribute values, in bytes.
 MAX_PARTITION_KEY_BYTES = 2048
@@ -44,9 +44,22 @@ class TargetKey:
     request: dict[str, dict[str, Any]]
 
 
-def is_selected(record: Mapping[str, Any], config: ScavengerConfig) -> bool:
-    """Whether the record's event is one the scavenger acts on."""
-    return record.get("eventName") in config.event_names
+def is_selected(record: Any, config: ScavengerConfig) -> bool:
+    """Whether the record's event is one the scavenger acts on.
+
+    Raises :class:`Unmappable` for what is not a DynamoDB stream record at all
+    (a malformed record, another service's event, an unknown event name): those
+    are reported in the logs, not skipped silently.
+    """
+    if not isinstance(record, Mapping):
+        raise Unmappable(f"record is a {type(record).__name__}, not an object")
+    source = record.get("eventSource", "aws:dynamodb")
+    if source != "aws:dynamodb":
+        raise Unmappable(f"record comes from {str(source)[:40]!r}, not a DynamoDB stream")
+    name = record.get("eventName")
+    if name not in EVENT_NAMES:
+        raise Unmappable(f"eventName {str(name)[:20]!r} is not INSERT, MODIFY or REMOVE")
+    return name in config.event_names
 
 
 def map_record(record: Mapping[str, Any], config: ScavengerConfig) -> TargetKey:
@@ -128,7 +141,8 @@ def _checked_number(raw: Any, source_attr: str) -> str:
     if number is None or not number.is_finite():
         raise Unmappable(f"source attribute '{source_attr}' is not a number")
     if number:
-        digits = number.normalize().as_tuple().digits
+        # Count significant digits exactly: normalize() would round to the context precision.
+        digits = "".join(map(str, number.as_tuple().digits)).strip("0")
         if (
             len(digits) > MAX_NUMBER_DIGITS
             or number.adjusted() > MAX_NUMBER_ADJUSTED_EXPONENT

@@ -1,0 +1,420 @@
+"""No delete is ever lost: the scavenger under injected BatchWriteItem faults.
+
+Every selected, well-formed record must end deleted or reported for replay:
+after an invocation, a record whose key is still in the target table must be
+at or after the lowest sequence number the response reports.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from faultproxy import Fault, FaultProxy, always, first
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from streamevents import Context, event, put_items, record, scan_keys
+
+from stream_scavenger.runtime.scavenger.config import ScavengerConfig
+from stream_scavenger.runtime.scavenger.deleter import BACKOFF_BASE_S, BACKOFF_CAP_S
+from stream_scavenger.runtime.scavenger.handler import (
+    RESERVE_S,
+    Scavenger,
+    UnreportableFailure,
+    make_client,
+)
+
+pytestmark = pytest.mark.ddb
+TRANSIENT = {
+    "unprocessed-half": Fault.unprocessed(0.5),
+    "unprocessed-all": Fault.unprocessed(1.0),
+    "unprocessed-last": Fault.unprocessed(pick=lambda items: [len(items) - 1]),
+    "provisioned-throughput": Fault.error("ProvisionedThroughputExceededException"),
+    "throttling": Fault.error("ThrottlingException"),
+    "request-limit": Fault.error("RequestLimitExceeded"),
+    "http-500": Fault.http(500),
+    "http-503": Fault.http(503),
+    "dropped-before": Fault.drop(),
+    "dropped-after": Fault.drop(after=True),
+    "slow": Fault.slow(0.3),
+}
+
+
+@pytest.fixture
+def proxy(ddb_local: Any) -> Iterator[FaultProxy]:
+    with FaultProxy(ddb_local.endpoint_url) as running:
+        yield running
+
+
+class FakeTime:
+    """A clock that only sleeping moves; a Lambda context that reads it."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.now = 0.0
+        self.budget_s = budget_s
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.budget_s - self.now) * 1000)
+
+
+def scavenger(
+    proxy: FaultProxy, table: str, *, sleep: Any = lambda s: None, rng: Any = None, **kw: Any
+) -> Scavenger:
+    config = ScavengerConfig(target_table=table, key_mapping={"pk": "pk"}, **kw)
+    client = make_client(
+        config,
+        endpoint_url=proxy.url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    return Scavenger(config, client, sleep=sleep, rng=rng)
+
+
+def assert_nothing_lost(
+    ddb: Any, table: str, records: list[dict[str, Any]], response: Any, events: frozenset[str]
+) -> None:
+    """The invariant: every selected record whose key survives is at/after the lowest report."""
+    reported = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    assert len(reported) == len(set(reported)), "a record was reported twice"
+    sequence_numbers = {r["dynamodb"]["SequenceNumber"] for r in records}
+    assert set(reported) <= sequence_numbers, "reported a record that is not in the batch"
+    lowest = min((int(s) for s in reported), default=None)
+    present = {k for (k,) in scan_keys(ddb, table, ["pk"])}
+    for r in records:
+        if r["eventName"] not in events:
+            continue
+        key = _raw(r["dynamodb"]["Keys"]["pk"])
+        if key in present:
+            seq = int(r["dynamodb"]["SequenceNumber"])
+            assert lowest is not None and seq >= lowest, (
+                f"record {seq} acknowledged but its key was not deleted"
+            )
+
+
+def _raw(typed: dict[str, Any]) -> Any:
+    import base64
+
+    ((t, v),) = typed.items()
+    return base64.b64decode(v) if t == "B" else v
+
+
+def fill(ddb: Any, make_table: Any, n: int, key_type: str = "S") -> tuple[str, list[Any]]:
+    table = make_table({"pk": key_type})
+    keys: list[Any] = [
+        {"S": lambda i: f"k{i}", "N": lambda i: i, "B": lambda i: f"k{i}".encode()}[key_type](i)
+        for i in range(n)
+    ]
+    put_items(
+        ddb,
+        table,
+        [{"pk": k} for k in keys] + [{"pk": {"S": "keep", "N": -1, "B": b"keep"}[key_type]}],
+    )
+    return table, keys
+
+
+# ---- transient faults ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_transient_faults_end_with_every_key_deleted(
+    ddb: Any, make_table: Any, proxy: FaultProxy, fault: Fault
+) -> None:
+    table, keys = fill(ddb, make_table, 100)
+    records = [record("INSERT", {"pk": k}) for k in keys]
+    proxy.schedule = first(3, fault)
+    time_ = FakeTime(60)
+    scav = scavenger(proxy, table, sleep=time_.sleep)
+
+    response = scav.handle(event(*records), Context())
+
+    assert response == {"batchItemFailures": []}
+    assert scan_keys(ddb, table, ["pk"]) == {("keep",)}
+    summary = scav.last_summary
+    assert summary.deleted == 100 and summary.reported == 0
+    assert proxy.counts.operations["BatchWriteItem"] == summary.requests == 4 + summary.retries
+    expected_retries = (0, 0) if fault.kind == "slow" else (1, 3)  # a late answer is no failure
+    assert expected_retries[0] <= summary.retries <= expected_retries[1]
+    assert len(time_.sleeps) == summary.retries
+    assert sum(proxy.counts.faults.values()) == 3
+
+
+def test_backoff_doubles_from_50ms_with_full_jitter_and_is_capped(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    table, keys = fill(ddb, make_table, 1)
+    proxy.schedule = always(Fault.error("ProvisionedThroughputExceededException"))
+
+    for jitter, attempts in ((1.0, 8), (0.5, 8), (1.0, 12)):
+        time_ = FakeTime(600)
+        scav = scavenger(
+            proxy, table, sleep=time_.sleep, rng=lambda j=jitter: j, max_attempts=attempts
+        )
+        scav.handle(event(record("INSERT", {"pk": keys[0]})), Context())
+        expected = [jitter * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**n) for n in range(attempts - 1)]
+        assert time_.sleeps == pytest.approx(expected)
+
+    real = FakeTime(600)
+    scavenger(proxy, table, sleep=real.sleep, rng=random.Random(7).random).handle(
+        event(record("INSERT", {"pk": keys[0]})), Context()
+    )
+    bounds = [BACKOFF_BASE_S * 2**n for n in range(7)]
+    assert all(0 <= s <= b for s, b in zip(real.sleeps, bounds, strict=True))
+    assert len(set(real.sleeps)) == 7, "jitter: no two delays alike"
+
+
+def test_faults_that_never_end_use_the_documented_attempts_and_report_everything(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    table, keys = fill(ddb, make_table, 60)
+    records = [record("INSERT", {"pk": k}) for k in keys]
+    proxy.schedule = always(Fault.error("ThrottlingException"))
+
+    response = scavenger(proxy, table).handle(event(*records), Context())
+
+    assert proxy.counts.operations["BatchWriteItem"] == 3 * 8  # 3 chunks, 8 attempts each
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
+        r["dynamodb"]["SequenceNumber"] for r in records
+    ]
+    assert len(scan_keys(ddb, table, ["pk"])) == 61
+
+
+def test_retrying_stops_in_time_for_the_answer(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    table, keys = fill(ddb, make_table, 30)
+    records = [record("INSERT", {"pk": k}) for k in keys]
+    proxy.schedule = always(Fault.error("ProvisionedThroughputExceededException"))
+    time_ = FakeTime(budget_s=2.0)  # backoffs alone would take 6.35 s at full jitter
+
+    response = scavenger(proxy, table, sleep=time_.sleep, rng=lambda: 1.0).handle(
+        event(*records), time_
+    )
+
+    assert time_.get_remaining_time_in_millis() >= RESERVE_S * 1000
+    assert proxy.counts.operations["BatchWriteItem"] < 2 * 8
+    assert len(response["batchItemFailures"]) == 30
+    assert_nothing_lost(ddb, table, records, response, frozenset({"INSERT"}))
+
+
+def test_answers_before_the_timeout_while_requests_hang(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    table, keys = fill(ddb, make_table, 50)
+    records = [record("INSERT", {"pk": k}) for k in keys]
+    proxy.schedule = lambda index, body: Fault.slow(4.0) if index == 1 else None
+
+    class RealContext:
+        deadline = time.monotonic() + 2.5
+
+        def get_remaining_time_in_millis(self) -> int:
+            return int((self.deadline - time.monotonic()) * 1000)
+
+    context = RealContext()
+    response = scavenger(proxy, table).handle(event(*records), context)
+
+    assert context.get_remaining_time_in_millis() > 0, "the handler must answer before its timeout"
+    # the hung chunk's 25 keys are reported; the other chunk's were confirmed and acknowledged
+    assert len(response["batchItemFailures"]) == 25
+    assert_nothing_lost(ddb, table, records, response, frozenset({"INSERT"}))
+
+
+def test_a_failure_without_a_sequence_number_fails_the_whole_invocation(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    table, keys = fill(ddb, make_table, 1)
+    console_record = record("INSERT", {"pk": keys[0]})
+    del console_record["dynamodb"]["SequenceNumber"]
+    proxy.schedule = always(Fault.error("ValidationException"))
+
+    with pytest.raises(UnreportableFailure):
+        scavenger(proxy, table).handle(event(console_record), Context())
+
+
+def test_non_retryable_errors_are_not_retried_but_reported(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    table, keys = fill(ddb, make_table, 30)
+    records = [record("INSERT", {"pk": k}) for k in keys]
+    proxy.schedule = lambda index, body: (
+        Fault.error("AccessDeniedException") if index == 0 else None
+    )
+
+    response = scavenger(proxy, table, max_concurrency=1).handle(event(*records), Context())
+
+    assert proxy.counts.operations["BatchWriteItem"] == 2
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
+        r["dynamodb"]["SequenceNumber"] for r in records[:25]
+    ]
+    assert_nothing_lost(ddb, table, records, response, frozenset({"INSERT"}))
+
+
+def test_a_key_dynamodb_rejects_is_isolated_and_the_rest_deleted(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    table, keys = fill(ddb, make_table, 25)
+    records = [record("INSERT", {"pk": k}) for k in keys]
+    poison = {"S": "k13"}
+
+    def reject_poison(index: int, body: dict[str, Any]) -> Fault | None:
+        (items,) = body["RequestItems"].values()
+        if any(i["DeleteRequest"]["Key"]["pk"] == poison for i in items):
+            return Fault.error("ValidationException")
+        return None
+
+    proxy.schedule = reject_poison
+    scav = scavenger(proxy, table)
+    response = scav.handle(event(*records), Context())
+
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": records[13]["dynamodb"]["SequenceNumber"]}]
+    }
+    assert scan_keys(ddb, table, ["pk"]) == {("keep",), ("k13",)}
+    assert scav.last_summary.splits == 5  # 25 -> 13 -> 7 -> 4 -> 2 -> 1 around the bad key
+
+
+# ---- concurrency ---------------------------------------------------------------------------
+
+
+def test_results_do_not_depend_on_thread_timing(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    """Faults chosen by content, answers delayed at random: every concurrency gives one outcome."""
+    jitter = random.Random(3)
+
+    def by_content(index: int, body: dict[str, Any]) -> Fault | None:
+        (items,) = body["RequestItems"].values()
+        first_key = int(items[0]["DeleteRequest"]["Key"]["pk"]["S"].split("-")[1][1:])
+        time.sleep(jitter.random() * 0.01)
+        if first_key % 7 == 0:
+            return Fault.error(
+                "ProvisionedThroughputExceededException"
+            )  # this chunk never succeeds
+        if len(items) > 1:
+            return Fault.unprocessed(pick=lambda its: [len(its) - 1])  # always the last one back
+        return None
+
+    proxy.schedule = by_content
+    outcomes = []
+    for round_, concurrency in enumerate((1, 3, 8, 16)):
+        table = make_table({"pk": "S"})
+        keys = [f"r{round_}-k{i}" for i in range(400)]
+        put_items(ddb, table, [{"pk": k} for k in keys])
+        records = [
+            record("INSERT", {"pk": k}, sequence_number=str(1000 + i)) for i, k in enumerate(keys)
+        ]
+        response = scavenger(proxy, table, max_concurrency=concurrency).handle(
+            event(*records), Context()
+        )
+        reported = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+        assert len(reported) == len(set(reported))
+        assert_nothing_lost(ddb, table, records, response, frozenset({"INSERT"}))
+        remaining = sorted(k.split("-", 1)[1] for (k,) in scan_keys(ddb, table, ["pk"]))
+        outcomes.append((reported, remaining))
+    assert all(o == outcomes[0] for o in outcomes)
+    assert outcomes[0][0], "the schedule must leave some chunks failing"
+
+
+# ---- property: random batches, random faults -------------------------------------------------
+
+FAULTS = st.sampled_from(
+    [
+        Fault.unprocessed(0.3),
+        Fault.unprocessed(1.0),
+        Fault.error("ProvisionedThroughputExceededException"),
+        Fault.error("ThrottlingException"),
+        Fault.error("RequestLimitExceeded"),
+        Fault.error("ValidationException"),
+        Fault.http(500),
+        Fault.http(503),
+        Fault.drop(),
+        Fault.drop(after=True),
+    ]
+)
+_examples = itertools.count()
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> dict[str, Any]:
+    size = draw(st.one_of(st.integers(0, 120), st.integers(0, 10_000)))
+    distinct = draw(st.integers(1, max(1, min(size, 2_000))))
+    key_type = draw(st.sampled_from(["S", "N", "B"]))
+    picks = (
+        draw(st.lists(st.integers(0, distinct - 1), min_size=size, max_size=size))
+        if size <= 120
+        else None
+    )
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    if picks is None:
+        picks = [rng.randrange(distinct) for _ in range(size)]
+    events = [rng.choice(["INSERT", "MODIFY", "REMOVE"]) for _ in range(size)]
+    selected = draw(st.sets(st.sampled_from(["INSERT", "MODIFY", "REMOVE"]), min_size=1))
+    return {
+        "key_type": key_type,
+        "distinct": distinct,
+        "picks": picks,
+        "events": events,
+        "selected": frozenset(selected),
+    }
+
+
+@settings(
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(
+    batch=batches(),
+    schedule=st.lists(st.none() | FAULTS, max_size=30),
+    tail=st.none() | FAULTS,
+    budget_s=st.sampled_from([60.0, 3.0, 1.2]),
+    concurrency=st.sampled_from([1, 4, 8]),
+)
+def test_no_selected_record_is_ever_acknowledged_undeleted(
+    ddb: Any,
+    make_table: Any,
+    proxy: FaultProxy,
+    batch: dict[str, Any],
+    schedule: list[Fault | None],
+    tail: Fault | None,
+    budget_s: float,
+    concurrency: int,
+) -> None:
+    """Random batches and fault schedules; ``tail`` is the fault of every request past the list."""
+    n = next(_examples)
+    key_type = batch["key_type"]
+    value = {
+        "S": lambda i: f"x{n}-{i}",
+        "N": lambda i: n * 100_000 + i,
+        "B": lambda i: f"x{n}-{i}".encode(),
+    }[key_type]
+    table = make_table({"pk": key_type})
+    put_items(ddb, table, [{"pk": value(i)} for i in range(batch["distinct"])])
+    records = [
+        record(e, {"pk": value(p)}) for e, p in zip(batch["events"], batch["picks"], strict=True)
+    ]
+    proxy.schedule = lambda index, body: schedule[index] if index < len(schedule) else tail
+    time_ = FakeTime(budget_s)
+
+    response = scavenger(
+        proxy, table, sleep=time_.sleep, event_names=batch["selected"], max_concurrency=concurrency
+    ).handle(event(*records), time_)
+
+    assert_nothing_lost(ddb, table, records, response, batch["selected"])
+    assert time_.get_remaining_time_in_millis() > 0
