@@ -364,6 +364,7 @@ def test_filter_selecting_no_chosen_event_is_an_error() -> None:
         ("event_names", "INSERT", "event_names must be a list"),
         ("starting_position", lambda_.StartingPosition.AT_TIMESTAMP, "starting_position must be"),
         ("log_level", "LOUD", "log_level must be DEBUG, INFO, WARN or ERROR"),
+        ("log_item_keys", True, "log_item_keys=True logs keys at DEBUG level: set log_level="),
         ("filters", [{}], "filters[0] must be a non-empty event pattern"),
         ("filters", [{"x": ["y"]}] * 11, "Lambda allows 1..10"),
     ],

@@ -65,6 +65,7 @@ def test_asset_holds_only_the_runtime(example_assembly: Path) -> None:
         "scavenger/deleter.py",
         "scavenger/handler.py",
         "scavenger/logs.py",
+        "scavenger/metrics.py",
         "scavenger/records.py",
     ]
 

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = {"__init__.py", "config.py", "deleter.py", "handler.py", "logs.py", "records.py"}
+RUNTIME = {
+    "__init__.py",
+    "config.py",
+    "deleter.py",
+    "handler.py",
+    "logs.py",
+    "metrics.py",
+    "records.py",
+}
 
 APP = """
 import aws_cdk as cdk

@@ -14,14 +14,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .alarms import AlarmThresholds
     from .construct import StreamScavenger
     from .events import EventName
     from .validation import ScavengerConfigError
 
-__all__ = ["EventName", "ScavengerConfigError", "StreamScavenger"]
+__all__ = ["AlarmThresholds", "EventName", "ScavengerConfigError", "StreamScavenger"]
 __version__ = "0.1.0"
 
 _HOMES = {
+    "AlarmThresholds": ".alarms",
     "StreamScavenger": ".construct",
     "EventName": ".events",
     "ScavengerConfigError": ".validation",

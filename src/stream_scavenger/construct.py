@@ -7,18 +7,28 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from .alarms import PERIOD, AlarmThresholds, create_alarms
+from .dashboard import create_dashboard
 from .events import EventName, normalize_event_names
 from .filters import images_in_filters, merge_filters
 from .key_mapping import resolve_key_mapping
-from .runtime.scavenger.config import ScavengerConfig
+from .runtime.scavenger.config import (
+    METRICS,
+    METRICS_DIMENSION,
+    METRICS_NAMESPACE,
+    ScavengerConfig,
+)
 from .streams import bind_stream, required_images
 from .tables import key_schema_of
 from .validation import ScavengerConfigError, check_duration, check_int
@@ -67,6 +77,10 @@ class StreamScavenger(Construct):
     key_mapping: dict[str, str]
     #: The stream events that trigger deletes.
     event_names: list[EventName]
+    #: The alarms created, by threshold name (see :class:`AlarmThresholds`).
+    alarms: dict[str, cloudwatch.Alarm]
+    #: The dashboard, when ``dashboard`` was set.
+    dashboard: cloudwatch.Dashboard | None
 
     def __init__(
         self,
@@ -91,6 +105,10 @@ class StreamScavenger(Construct):
         log_retention: logs.RetentionDays = DEFAULT_LOG_RETENTION,
         log_level: str = "INFO",
         log_item_keys: bool = False,
+        alarm_thresholds: AlarmThresholds | None = None,
+        alarm_actions: Sequence[cloudwatch.IAlarmAction] | None = None,
+        alarm_topic: sns.ITopic | None = None,
+        dashboard: bool | str = False,
     ) -> None:
         """Create the scavenger.
 
@@ -117,6 +135,11 @@ class StreamScavenger(Construct):
         :param log_level: Application log level: DEBUG, INFO, WARN or ERROR. Default: INFO.
         :param log_item_keys: Log the key values being deleted at DEBUG level. Default: False
             (logs never carry item data).
+        :param alarm_thresholds: Thresholds of the default alarms; a field set to None switches
+            that alarm off, ``AlarmThresholds.off()`` all of them. Default: ``AlarmThresholds()``.
+        :param alarm_actions: Actions every alarm triggers (on ALARM).
+        :param alarm_topic: An SNS topic every alarm notifies (added to ``alarm_actions``).
+        :param dashboard: True for a CloudWatch dashboard, or a string to name it.
         """
         super().__init__(scope, id)
         events = normalize_event_names(event_names)
@@ -137,6 +160,10 @@ class StreamScavenger(Construct):
         check_int("memory_size", memory_size, 128, 10240)
         check_duration("timeout", timeout, 5, 900)
         level = _application_log_level(log_level)
+        if log_item_keys and level != lambda_.ApplicationLogLevel.DEBUG:
+            raise ScavengerConfigError(
+                "log_item_keys=True logs keys at DEBUG level: set log_level='DEBUG' as well"
+            )
 
         target_schema = key_schema_of(target_table)
         self.key_mapping = resolve_key_mapping(key_mapping, target_schema)
@@ -218,6 +245,123 @@ class StreamScavenger(Construct):
         )
         # The mapping validates its permissions on creation: wait for the policy.
         self.event_source_mapping.node.add_dependency(self.role)
+
+        actions = list(alarm_actions or [])
+        if alarm_topic is not None:
+            actions.append(cloudwatch_actions.SnsAction(alarm_topic))
+        self.alarms = create_alarms(
+            self, self._alarm_metrics(), alarm_thresholds or AlarmThresholds(), actions
+        )
+        self.dashboard = None
+        if dashboard:
+            name = dashboard if isinstance(dashboard, str) else None
+            self.dashboard = create_dashboard(self, name, self._dashboard_metrics())
+
+    # ---- metrics -------------------------------------------------------------------------
+
+    def metric(self, metric_name: str, **options: Any) -> cloudwatch.Metric:
+        """One of the function's own metrics (namespace ``StreamScavenger``), summed over
+        5 minutes unless ``options`` (any ``cloudwatch.Metric`` keyword) say otherwise."""
+        if metric_name not in METRICS:
+            raise ScavengerConfigError(
+                f"metric_name must be one of {sorted(METRICS)}, got {metric_name!r}"
+            )
+        props: dict[str, Any] = {"statistic": "Sum", "period": PERIOD, **options}
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=metric_name,
+            dimensions_map={METRICS_DIMENSION: self.function.function_name},
+            **props,
+        )
+
+    def metric_keys_deleted(self, **options: Any) -> cloudwatch.Metric:
+        """Target keys confirmed deleted."""
+        return self.metric("KeysDeleted", **options)
+
+    def metric_records_matched(self, **options: Any) -> cloudwatch.Metric:
+        """Stream records of a selected event that named a target key."""
+        return self.metric("RecordsMatched", **options)
+
+    def metric_records_reported(self, **options: Any) -> cloudwatch.Metric:
+        """Records reported back to Lambda for replay (their key was not confirmed deleted)."""
+        return self.metric("RecordsReported", **options)
+
+    def metric_unmappable_records(self, **options: Any) -> cloudwatch.Metric:
+        """Records that could never name a target key (logged, not replayed)."""
+        return self.metric("UnmappableRecords", **options)
+
+    def metric_retries(self, **options: Any) -> cloudwatch.Metric:
+        """BatchWriteItem retries (unprocessed items, throttling, transient errors)."""
+        return self.metric("Retries", **options)
+
+    def metric_throttled_requests(self, **options: Any) -> cloudwatch.Metric:
+        """BatchWriteItem requests the target table throttled."""
+        return self.metric("Throttles", **options)
+
+    def metric_consumed_write_capacity(self, **options: Any) -> cloudwatch.Metric:
+        """Write capacity units the deletes consumed."""
+        return self.metric("ConsumedWriteCapacity", **options)
+
+    def metric_batch_latency(self, **options: Any) -> cloudwatch.Metric:
+        """Milliseconds per invocation, p99 by default."""
+        return self.metric("BatchLatency", **{"statistic": "p99", **options})
+
+    def metric_invocations(self, **options: Any) -> cloudwatch.Metric:
+        """The function's invocations (AWS/Lambda)."""
+        return self.function.metric_invocations(**{"period": PERIOD, **options})
+
+    def metric_errors(self, **options: Any) -> cloudwatch.Metric:
+        """The function's errors (AWS/Lambda)."""
+        return self.function.metric_errors(**{"period": PERIOD, **options})
+
+    def metric_throttles(self, **options: Any) -> cloudwatch.Metric:
+        """Lambda throttles of the function (AWS/Lambda)."""
+        return self.function.metric_throttles(**{"period": PERIOD, **options})
+
+    def metric_iterator_age(self, **options: Any) -> cloudwatch.Metric:
+        """Maximum age of the last record of each batch, in ms: how far behind the stream."""
+        return self.function.metric(
+            "IteratorAge", **{"statistic": "Maximum", "period": PERIOD, **options}
+        )
+
+    def metric_destination_delivery_failures(self, **options: Any) -> cloudwatch.Metric:
+        """Failures to send records given up on to the on-failure destination."""
+        return self.function.metric(
+            "DestinationDeliveryFailures", **{"statistic": "Sum", "period": PERIOD, **options}
+        )
+
+    def metric_dead_letter_messages(self, **options: Any) -> cloudwatch.Metric | None:
+        """Messages visible in the construct's on-failure queue; None when it made none."""
+        if self.dead_letter_queue is None:
+            return None
+        return self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+            **{"statistic": "Maximum", "period": PERIOD, **options}
+        )
+
+    def _alarm_metrics(self) -> dict[str, cloudwatch.IMetric]:
+        metrics: dict[str, cloudwatch.IMetric] = {
+            "errors": self.metric_errors(),
+            "throttles": self.metric_throttles(),
+            "iterator_age": self.metric_iterator_age(),
+            "destination_delivery_failures": self.metric_destination_delivery_failures(),
+            "records_reported": self.metric_records_reported(),
+            "unmappable_records": self.metric_unmappable_records(),
+        }
+        dead_letters = self.metric_dead_letter_messages()
+        if dead_letters is not None:
+            metrics["dead_letter_messages"] = dead_letters
+        return metrics
+
+    def _dashboard_metrics(self) -> dict[str, cloudwatch.IMetric]:
+        return {
+            **self._alarm_metrics(),
+            "invocations": self.metric_invocations(),
+            "keys_deleted": self.metric_keys_deleted(),
+            "records_matched": self.metric_records_matched(),
+            "retries": self.metric_retries(),
+            "throttled_requests": self.metric_throttled_requests(),
+            "consumed_write_capacity": self.metric_consumed_write_capacity(),
+        }
 
     def _grant_stream_read(self, table: dynamodb.ITable) -> None:
         self.role.add_to_policy(

@@ -72,6 +72,7 @@ class DynamoDBLocal:
                 "-jar",
                 str(self.jar_dir / "DynamoDBLocal.jar"),
                 "-inMemory",
+                "-sharedDb",  # one database whatever the credentials and region of a client
                 "-port",
                 str(self.port),
             ],

@@ -41,6 +41,27 @@ ENV_LOG_ITEMS = "SCAVENGER_LOG_ITEMS"
 EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
 KEY_TYPES = ("S", "N", "B")
 
+#: CloudWatch namespace of the function's own metrics (embedded metric format).
+METRICS_NAMESPACE = "StreamScavenger"
+#: The one dimension of those metrics: the function's name (never a key).
+METRICS_DIMENSION = "FunctionName"
+#: Metric name -> CloudWatch unit, as the function emits them once per invocation.
+METRICS = {
+    "RecordsReceived": "Count",
+    "RecordsMatched": "Count",
+    "RecordsSkipped": "Count",
+    "UnmappableRecords": "Count",
+    "DuplicateKeys": "Count",
+    "KeysDeleted": "Count",
+    "RecordsReported": "Count",
+    "BatchWriteRequests": "Count",
+    "Retries": "Count",
+    "UnprocessedItems": "Count",
+    "Throttles": "Count",
+    "ConsumedWriteCapacity": "Count",
+    "BatchLatency": "Milliseconds",
+}
+
 #: Requests in flight at once for one invocation.
 DEFAULT_MAX_CONCURRENCY = 8
 #: Attempts per BatchWriteItem chunk (the first try included) before its keys are

@@ -22,6 +22,7 @@ from botocore.config import Config
 from .config import ScavengerConfig
 from .deleter import BatchDeleter, Deadline, DynamoDBClient
 from .logs import get_logger
+from .metrics import emit
 from .records import Identity, TargetKey, Unmappable, is_selected, map_record
 
 #: Seconds kept back from the Lambda timeout to build the answer and log.
@@ -77,6 +78,7 @@ class Scavenger:
     ) -> None:
         self.config = config
         self._clock = clock
+        self._function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
         #: Counts of the most recent invocation (for tests and the local runner).
         self.last_summary = Summary()
         extra = {"rng": rng} if rng is not None else {}
@@ -100,6 +102,7 @@ class Scavenger:
                 extra={"event_type": type(event).__name__},
             )
             self.last_summary = summary
+            self._emit(summary)
             return {"batchItemFailures": []}
 
         keys: dict[Identity, TargetKey] = {}
@@ -141,13 +144,36 @@ class Scavenger:
         summary.timed_out = result.timed_out
 
         failures = [record for record, identity in wanted if identity not in result.deleted]
-        response = _failure_response(failures)
-        summary.reported = len(response["batchItemFailures"])
-        summary.duration_ms = round((self._clock() - started) * 1000, 3)
-        self.last_summary = summary
-        level = log.warning if failures else log.info
-        level("scavenged", extra={"summary": vars(summary), "error_codes": stats.error_codes})
-        return response
+        summary.reported = len(failures)
+        try:
+            return _failure_response(failures)
+        finally:
+            # Also when the batch must fail whole: the counts still reach logs and metrics.
+            summary.duration_ms = round((self._clock() - started) * 1000, 3)
+            self.last_summary = summary
+            level = log.warning if failures else log.info
+            level("scavenged", extra={"summary": vars(summary), "error_codes": stats.error_codes})
+            self._emit(summary)
+
+    def _emit(self, summary: Summary) -> None:
+        emit(
+            {
+                "RecordsReceived": summary.records,
+                "RecordsMatched": summary.matched,
+                "RecordsSkipped": summary.skipped,
+                "UnmappableRecords": summary.unmappable,
+                "DuplicateKeys": summary.duplicates,
+                "KeysDeleted": summary.deleted,
+                "RecordsReported": summary.reported,
+                "BatchWriteRequests": summary.requests,
+                "Retries": summary.retries,
+                "UnprocessedItems": summary.unprocessed,
+                "Throttles": summary.throttles,
+                "ConsumedWriteCapacity": summary.consumed_wcu,
+                "BatchLatency": summary.duration_ms,
+            },
+            self._function_name,
+        )
 
 
 def _failure_response(failures: list[Mapping[str, Any]]) -> dict[str, list[dict[str, str]]]:

@@ -31,6 +31,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not at import."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def get_logger() -> logging.Logger:
     """The scavenger's logger, at ``AWS_LAMBDA_LOG_LEVEL`` or ``SCAVENGER_LOG_LEVEL`` (INFO)."""
     logger = logging.getLogger(LOGGER_NAME)
@@ -39,7 +51,7 @@ def get_logger() -> logging.Logger:
     )
     logger.setLevel(level.upper())
     if os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() != "JSON" and not logger.handlers:
-        stream = logging.StreamHandler(sys.stderr)
+        stream = _StderrHandler()
         stream.setFormatter(JsonFormatter())
         logger.addHandler(stream)
         logger.propagate = False
