@@ -18,6 +18,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from . import compliance
 from .alarms import PERIOD, AlarmThresholds, create_alarms
 from .dashboard import create_dashboard
 from .events import EventName, normalize_event_names
@@ -222,6 +223,7 @@ class StreamScavenger(Construct):
                 enforce_ssl=True,
                 retention_period=Duration.days(14),
             )
+            compliance.acknowledge(self.dead_letter_queue, compliance.QUEUE_IS_A_DLQ)
             on_failure = sources.SqsDlq(self.dead_letter_queue)
         else:
             self.dead_letter_queue = None
@@ -378,6 +380,7 @@ class StreamScavenger(Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(actions=["dynamodb:ListStreams"], resources=["*"])
         )
+        compliance.acknowledge(self.role, compliance.LIST_STREAMS_WILDCARD)
         if table.encryption_key is not None:
             table.encryption_key.grant(self.role, "kms:Decrypt")
 
@@ -387,9 +390,9 @@ class StreamScavenger(Construct):
         )
         if table.encryption_key is not None:
             # Writes to a table under a customer-managed key use the key both ways.
-            table.encryption_key.grant(
-                self.role, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"
-            )
+            actions = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*")
+            table.encryption_key.grant(self.role, *actions)
+            compliance.acknowledge(self.role, *compliance.kms_wildcard_actions(*actions))
 
 
 def _application_log_level(level: str) -> lambda_.ApplicationLogLevel:
