@@ -2,6 +2,9 @@
 # All set-up on a fresh machine (Python 3.11+, Node.js with npm, Java 17), then one job:
 #   ./run.sh demo   synthesize examples/app.py and run it end to end on DynamoDB Local
 #   ./run.sh test   the test suite (extra arguments go to pytest)
+# and, for maintainers:
+#   ./run.sh snapshots               re-synthesize integ/ and rewrite its snapshots (no deploy)
+#   ./run.sh integ-deploy PROFILE    deploy integ/ to a sandbox account and run its assertions
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -49,7 +52,20 @@ case "${1:-}" in
     setup
     .venv/bin/python -m pytest "$@"
     ;;
+  snapshots)
+    setup
+    node_modules/.bin/integ-runner --directory integ --language python \
+      --app "$PWD/.venv/bin/python {filePath}" --test-regex '^integ_.*\.py$' --update-on-failed --dry-run
+    .venv/bin/python scripts/gen_api.py
+    ;;
+  integ-deploy)
+    [ -n "${2:-}" ] || die "usage: ./run.sh integ-deploy AWS_PROFILE"
+    setup
+    node_modules/.bin/integ-runner --directory integ --language python \
+      --app "$PWD/.venv/bin/python {filePath}" --test-regex '^integ_.*\.py$' \
+      --update-on-failed --force --profiles "$2" --parallel-regions "${AWS_REGION:-us-east-1}"
+    ;;
   *)
-    die "usage: ./run.sh demo | ./run.sh test [pytest arguments]"
+    die "usage: ./run.sh demo | ./run.sh test [pytest arguments] | ./run.sh snapshots | ./run.sh integ-deploy PROFILE"
     ;;
 esac

@@ -14,14 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "src", "tests", "examples"],
-        ["ruff", "format", "--check", "src", "tests", "examples"],
+        ["ruff", "check", "src", "tests", "examples", "integ", "scripts"],
+        ["ruff", "format", "--check", "src", "tests", "examples", "integ", "scripts"],
         ["mypy"],
+        ["scripts/gen_api.py", "--check"],
     ],
-    ids=["ruff-check", "ruff-format", "mypy-strict"],
+    ids=["ruff-check", "ruff-format", "mypy-strict", "api-md-up-to-date"],
 )
 def test_static_check_passes(command: list[str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True
+    argv = (
+        [sys.executable, *command]
+        if command[0].endswith(".py")
+        else [sys.executable, "-m", *command]
     )
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,148 @@
+"""The configuration contract between the construct and the scavenger Lambda.
+
+The construct writes these environment variables; the runtime reads them. This
+module is the only part of the runtime that the construct side imports, so it
+stays free of boto3 and of anything else heavier than the standard library.
+
+Environment variables:
+
+``SCAVENGER_TARGET_TABLE``
+    Name of the table whose items are deleted.
+``SCAVENGER_CONFIG``
+    JSON object, version 1::
+
+        {
+          "version": 1,
+          "key_mapping": {"<target key attribute>": "<source attribute>", ...},
+          "key_types": {"<target key attribute>": "S" | "N" | "B", ...},
+          "sort_key": "<target sort key attribute>" | null,
+          "event_names": ["INSERT", ...],
+          "max_concurrency": 8,
+          "max_attempts": 8
+        }
+
+    ``key_types`` may be empty when the target's key schema is not known at
+    synth time (an imported table); the runtime then accepts S, N and B.
+``SCAVENGER_LOG_ITEMS``
+    ``"true"`` to let debug log lines carry key values. Off by default.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+CONFIG_VERSION = 1
+ENV_TARGET_TABLE = "SCAVENGER_TARGET_TABLE"
+ENV_CONFIG = "SCAVENGER_CONFIG"
+ENV_LOG_ITEMS = "SCAVENGER_LOG_ITEMS"
+
+EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
+KEY_TYPES = ("S", "N", "B")
+
+#: CloudWatch namespace of the function's own metrics (embedded metric format).
+METRICS_NAMESPACE = "StreamScavenger"
+#: The one dimension of those metrics: the function's name (never a key).
+METRICS_DIMENSION = "FunctionName"
+#: Metric name -> CloudWatch unit, as the function emits them once per invocation.
+METRICS = {
+    "RecordsReceived": "Count",
+    "RecordsMatched": "Count",
+    "RecordsSkipped": "Count",
+    "UnmappableRecords": "Count",
+    "DuplicateKeys": "Count",
+    "KeysDeleted": "Count",
+    "RecordsReported": "Count",
+    "BatchWriteRequests": "Count",
+    "Retries": "Count",
+    "UnprocessedItems": "Count",
+    "Throttles": "Count",
+    "ConsumedWriteCapacity": "Count",
+    "BatchLatency": "Milliseconds",
+}
+
+#: Requests in flight at once for one invocation.
+DEFAULT_MAX_CONCURRENCY = 8
+#: Attempts per BatchWriteItem chunk (the first try included) before its keys are
+#: reported for replay.
+DEFAULT_MAX_ATTEMPTS = 8
+
+
+class ConfigError(ValueError):
+    """The environment does not hold a valid scavenger configuration."""
+
+
+@dataclass(frozen=True)
+class ScavengerConfig:
+    """What one scavenger deletes, and how hard it tries."""
+
+    target_table: str
+    key_mapping: Mapping[str, str]
+    event_names: frozenset[str] = frozenset({"INSERT"})
+    key_types: Mapping[str, str] = field(default_factory=dict)
+    sort_key: str | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    log_items: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.target_table:
+            raise ConfigError(f"{ENV_TARGET_TABLE} is empty")
+        if not self.key_mapping:
+            raise ConfigError("key_mapping is empty")
+        unknown = set(self.event_names) - set(EVENT_NAMES)
+        if unknown:
+            raise ConfigError(f"unknown event names {sorted(unknown)}; allowed: {EVENT_NAMES}")
+        bad_types = {k: v for k, v in self.key_types.items() if v not in KEY_TYPES}
+        if bad_types:
+            raise ConfigError(f"key_types must be one of {KEY_TYPES}, got {bad_types}")
+        if not 1 <= self.max_concurrency <= 64:
+            raise ConfigError("max_concurrency must be 1..64")
+        if not 1 <= self.max_attempts <= 100:
+            raise ConfigError("max_attempts must be 1..100")
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that carry this configuration."""
+        env = {
+            ENV_TARGET_TABLE: self.target_table,
+            ENV_CONFIG: json.dumps(
+                {
+                    "version": CONFIG_VERSION,
+                    "key_mapping": dict(self.key_mapping),
+                    "key_types": dict(self.key_types),
+                    "sort_key": self.sort_key,
+                    "event_names": [e for e in EVENT_NAMES if e in self.event_names],
+                    "max_concurrency": self.max_concurrency,
+                    "max_attempts": self.max_attempts,
+                },
+                sort_keys=True,
+                separators=(",", ":"),
+            ),
+        }
+        if self.log_items:
+            env[ENV_LOG_ITEMS] = "true"
+        return env
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ScavengerConfig:
+        """Read the configuration the construct wrote; raise ConfigError if it is unusable."""
+        try:
+            raw = json.loads(environ[ENV_CONFIG])
+            table = environ[ENV_TARGET_TABLE]
+        except KeyError as missing:
+            raise ConfigError(f"environment variable {missing} is not set") from None
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{ENV_CONFIG} is not JSON: {err}") from None
+        if not isinstance(raw, dict) or raw.get("version") != CONFIG_VERSION:
+            raise ConfigError(f"{ENV_CONFIG} must be a version {CONFIG_VERSION} object")
+        return cls(
+            target_table=table,
+            key_mapping=dict(raw["key_mapping"]),
+            key_types=dict(raw.get("key_types", {})),
+            sort_key=raw.get("sort_key"),
+            event_names=frozenset(raw.get("event_names", ["INSERT"])),
+            max_concurrency=int(raw.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
+            max_attempts=int(raw.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            log_items=environ.get(ENV_LOG_ITEMS, "").lower() == "true",
+        )

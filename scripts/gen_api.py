@@ -1,0 +1,346 @@
+"""Generate API.md from the public API's signatures and docstrings.
+
+    python scripts/gen_api.py          # rewrite API.md
+    python scripts/gen_api.py --check  # exit 1 if API.md is out of date
+
+Reads the source with ``ast`` (no import of aws-cdk-lib, no object reprs), so the
+output depends on the code alone. The CLI section is argparse's own help text.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "src" / "stream_scavenger"
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def parse(relative: str) -> ast.Module:
+    return ast.parse((PKG / relative).read_text())
+
+
+def constants(module: ast.Module) -> dict[str, str]:
+    """Module-level NAME = expr, as source text, to show defaults by value."""
+    found = {}
+    for node in module.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            found[node.targets[0].id] = ast.unparse(node.value)
+    return found
+
+
+def find_class(module: ast.Module, name: str) -> ast.ClassDef:
+    return next(n for n in module.body if isinstance(n, ast.ClassDef) and n.name == name)
+
+
+def doc(node: ast.AST) -> str:
+    return inspect.cleandoc(ast.get_docstring(node) or "")  # type: ignore[arg-type]
+
+
+def first_paragraph(text: str) -> str:
+    return " ".join(text.split("\n\n")[0].split())
+
+
+def cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def param_docs(docstring: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for match in re.finditer(r":param (\w+):(.*?)(?=\n\s*:param |\Z)", docstring, re.S):
+        params[match.group(1)] = " ".join(match.group(2).split())
+    return params
+
+
+def signature_table(func: ast.FunctionDef, consts: dict[str, str]) -> list[str]:
+    params = param_docs(doc(func))
+    args = func.args.kwonlyargs
+    defaults = func.args.kw_defaults
+    rows = ["| parameter | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for arg, default in zip(args, defaults, strict=True):
+        shown = "required" if default is None else ast.unparse(default)
+        shown = consts.get(shown, shown)
+        rows.append(
+            f"| `{arg.arg}` | `{cell(ast.unparse(arg.annotation))}` | `{cell(shown)}` "
+            f"| {cell(params.get(arg.arg, ''))} |"
+            if arg.annotation
+            else f"| `{arg.arg}` | | `{shown}` | {cell(params.get(arg.arg, ''))} |"
+        )
+    return rows
+
+
+def commented_attributes(cls: ast.ClassDef, source: str) -> list[tuple[str, str, str]]:
+    """Class-level ``name: type`` annotations with the ``#:`` comment lines above them."""
+    lines = source.splitlines()
+    found = []
+    for node in cls.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            comments = []
+            index = node.lineno - 2
+            while index >= 0 and lines[index].strip().startswith("#:"):
+                comments.insert(0, lines[index].strip()[2:].strip())
+                index -= 1
+            found.append((node.target.id, ast.unparse(node.annotation), " ".join(comments)))
+    return found
+
+
+def field_docs(cls: ast.ClassDef) -> list[tuple[str, str, str, str]]:
+    """Dataclass fields: name, type, default, and the docstring after the field."""
+    fields = []
+    body = cls.body
+    for index, node in enumerate(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            after = body[index + 1] if index + 1 < len(body) else None
+            text = (
+                after.value.value
+                if isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+                else ""
+            )
+            default = ast.unparse(node.value) if node.value else "required"
+            fields.append(
+                (node.target.id, ast.unparse(node.annotation), default, " ".join(text.split()))
+            )
+    return fields
+
+
+def methods(cls: ast.ClassDef) -> list[tuple[str, str]]:
+    rows = []
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+            if any(ast.unparse(d) == "property" for d in node.decorator_list):
+                rows.append((f"{node.name} (property){returns}", first_paragraph(doc(node))))
+                continue
+            args = ast.unparse(node.args)
+            args = re.sub(r"^(self|cls)(, )?", "", args)
+            rows.append((f"{node.name}({args}){returns}", first_paragraph(doc(node))))
+    return rows
+
+
+def construct_section() -> list[str]:
+    module = parse("construct.py")
+    source = (PKG / "construct.py").read_text()
+    consts = constants(module)
+    cls = find_class(module, "StreamScavenger")
+    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    out = [
+        "## `stream_scavenger.StreamScavenger`",
+        "",
+        doc(cls),
+        "",
+        "```python",
+        "StreamScavenger(scope: Construct, id: str, *, source_table, target_table, **options)",
+        "```",
+        "",
+    ]
+    out += signature_table(init, consts) + [""]
+    out += [
+        "Raises `ScavengerConfigError` (naming the option and its allowed range) for any invalid "
+        "option;",
+        "unresolved tokens pass validation.",
+        "",
+    ]
+    out += ["### Attributes", "", "| attribute | type | meaning |", "| --- | --- | --- |"]
+    out += [f"| `{n}` | `{cell(t)}` | {cell(c)} |" for n, t, c in commented_attributes(cls, source)]
+    out += [
+        "",
+        "### Methods",
+        "",
+        "Metric methods take any `aws_cloudwatch.Metric` keyword "
+        "(`period`, `statistic`, `label`, ...).",
+        "",
+        "| method | meaning |",
+        "| --- | --- |",
+    ]
+    out += [f"| `{cell(sig)}` | {cell(text)} |" for sig, text in methods(cls)]
+    return out + [""]
+
+
+def thresholds_section() -> list[str]:
+    module = parse("alarms.py")
+    cls = find_class(module, "AlarmThresholds")
+    sustained = ast.literal_eval(constants(module)["_SUSTAINED"])
+    out = [
+        "## `stream_scavenger.AlarmThresholds`",
+        "",
+        doc(cls),
+        "",
+        "| field | type | default | consecutive 5-minute periods | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    out += [
+        f"| `{n}` | `{cell(t)}` | `{d}` | {sustained.get(n, 1)} | {cell(text)} |"
+        for n, t, d, text in field_docs(cls)
+    ]
+    out += ["", "| method | meaning |", "| --- | --- |"]
+    out += [f"| `{cell(sig)}` | {cell(text)} |" for sig, text in methods(cls)]
+    return out + [""]
+
+
+def event_name_section() -> list[str]:
+    cls = find_class(parse("events.py"), "EventName")
+    out = [
+        "## `stream_scavenger.EventName`",
+        "",
+        doc(cls),
+        "",
+        "| member | meaning |",
+        "| --- | --- |",
+    ]
+    out += [f"| `{n}` | {cell(text)} |" for n, _, _, text in _enum_members(cls)]
+    out += ["", "| property / method | meaning |", "| --- | --- |"]
+    out += [f"| `{cell(sig)}` | {cell(text)} |" for sig, text in methods(cls)]
+    return out + [""]
+
+
+def _enum_members(cls: ast.ClassDef) -> list[tuple[str, str, str, str]]:
+    members = []
+    for index, node in enumerate(cls.body):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            after = cls.body[index + 1]
+            text = (
+                after.value.value
+                if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                else ""
+            )
+            members.append((node.targets[0].id, "", "", str(text)))
+    return members
+
+
+def error_section() -> list[str]:
+    cls = find_class(parse("validation.py"), "ScavengerConfigError")
+    return ["## `stream_scavenger.ScavengerConfigError`", "", f"`ValueError`. {doc(cls)}", ""]
+
+
+def contract_section() -> list[str]:
+    module = parse("runtime/scavenger/config.py")
+    consts = constants(module)
+    metrics = ast.literal_eval(consts["METRICS"])
+    cls = find_class(module, "ScavengerConfig")
+    out = [
+        "## The function's configuration contract",
+        "",
+        "`stream_scavenger/runtime/scavenger/config.py`, shipped inside the function's asset; "
+        "the one module",
+        "the construct side imports from the runtime.",
+        "",
+        doc(module),
+        "",
+        "### `ScavengerConfig`",
+        "",
+        doc(cls),
+        "",
+        "| field | type | default |",
+        "| --- | --- | --- |",
+    ]
+    out += [
+        f"| `{n}` | `{cell(t)}` | `{cell(consts.get(d, d))}` |" for n, t, d, _ in field_docs(cls)
+    ]
+    out += ["", "| method | meaning |", "| --- | --- |"]
+    out += [f"| `{cell(sig)}` | {cell(text)} |" for sig, text in methods(cls)]
+    out += [
+        "",
+        "### Metrics",
+        "",
+        f"Namespace `{ast.literal_eval(consts['METRICS_NAMESPACE'])}`, dimension "
+        f"`{ast.literal_eval(consts['METRICS_DIMENSION'])}`; "
+        "one embedded-metric-format line per invocation.",
+        "",
+        "| metric | unit |",
+        "| --- | --- |",
+    ]
+    out += [f"| `{name}` | {unit} |" for name, unit in metrics.items()]
+    handler = parse("runtime/scavenger/handler.py")
+    out += [
+        "",
+        "### Handler",
+        "",
+        "`scavenger.handler.handler(event, context)`: " + first_paragraph(doc(handler)),
+        "",
+    ]
+    return out
+
+
+def local_section() -> list[str]:
+    out = ["## Local running: `stream_scavenger.local` (extra `local`)", ""]
+    for name in ("dynamodb_local", "assembly", "invoker", "runner", "check"):
+        module = parse(f"local/{name}.py")
+        out += [
+            f"### `stream_scavenger.local.{name}`",
+            "",
+            first_paragraph(doc(module)),
+            "",
+            "| name | meaning |",
+            "| --- | --- |",
+        ]
+        for node in module.body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                out.append(f"| class `{node.name}` | {cell(first_paragraph(doc(node)))} |")
+                out += [
+                    f"| `{node.name}.{cell(sig)}` | {cell(text)} |" for sig, text in methods(node)
+                ]
+            elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                args = ast.unparse(node.args)
+                returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+                out.append(
+                    f"| `{cell(node.name + '(' + args + ')' + returns)}` "
+                    f"| {cell(first_paragraph(doc(node)))} |"
+                )
+        out.append("")
+    return out
+
+
+def cli_section() -> list[str]:
+    from stream_scavenger.cli import build_parser
+
+    parser = build_parser()
+    out = ["## CLI: `stream-scavenger`", "", "```", parser.format_help().rstrip(), "```", ""]
+    for name, sub in parser._subparsers._group_actions[0].choices.items():  # type: ignore[union-attr]
+        out += [f"### `stream-scavenger {name}`", "", "```", sub.format_help().rstrip(), "```", ""]
+    return out
+
+
+def render() -> str:
+    lines = [
+        "# API reference",
+        "",
+        "<!-- Generated by scripts/gen_api.py from the code; do not edit by hand. -->",
+        "",
+    ]
+    for section in (
+        construct_section,
+        thresholds_section,
+        event_name_section,
+        error_section,
+        contract_section,
+        local_section,
+        cli_section,
+    ):
+        lines += section()
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str]) -> int:
+    text = render()
+    target = ROOT / "API.md"
+    if "--check" in argv:
+        if target.read_text() != text:
+            print("API.md is out of date: run python scripts/gen_api.py", file=sys.stderr)
+            return 1
+        return 0
+    target.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,71 @@
+"""integ/ as CI sees it: integ-runner's snapshot mode (synthesize and compare, no deploy)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INTEG_RUNNER = ROOT / "node_modules" / ".bin" / "integ-runner"
+TESTS = sorted(p.name for p in (ROOT / "integ").glob("integ_*.py"))
+
+
+def integ_runner(directory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(INTEG_RUNNER),
+            "--directory",
+            str(directory),
+            "--language",
+            "python",
+            "--app",
+            f"{sys.executable} {{filePath}}",
+            "--test-regex",
+            r"^integ_.*\.py$",
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_there_are_integ_tests_with_snapshots() -> None:
+    assert TESTS == ["integ_article.py", "integ_imported_source.py", "integ_non_key_mapping.py"]
+    for name in TESTS:
+        assert (ROOT / "integ" / f"{name}.snapshot" / "manifest.json").is_file(), name
+
+
+def test_snapshots_match_the_synthesized_templates() -> None:
+    result = integ_runner(ROOT / "integ")
+    report = result.stdout + result.stderr  # integ-runner reports on stderr
+    assert result.returncode == 0, report
+    for name in TESTS:
+        assert re.search(rf"UNCHANGED\s+{re.escape(name.removesuffix('.py'))}\b", report), report
+
+
+def test_a_changed_template_fails_the_check(tmp_path: Path) -> None:
+    copy = tmp_path / "integ"
+    copy.mkdir()
+    shutil.copy(ROOT / "integ" / "integ_article.py", copy)
+    shutil.copytree(
+        ROOT / "integ" / "integ_article.py.snapshot", copy / "integ_article.py.snapshot"
+    )
+    template_file = copy / "integ_article.py.snapshot" / "StreamScavengerIntegArticle.template.json"
+    template = json.loads(template_file.read_text())
+    (mapping,) = [
+        r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    mapping["Properties"]["BatchSize"] = 7
+    template_file.write_text(json.dumps(template))
+
+    result = integ_runner(copy)
+
+    assert result.returncode != 0
+    report = result.stdout + result.stderr
+    assert re.search(r"(?<!UN)CHANGED\s+integ_article", report), report
