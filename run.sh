@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All set-up on a fresh machine (Python 3.11+, Node.js with npm, Java 17), then one job:
-#   ./run.sh demo   synthesize examples/app.py and run it end to end on DynamoDB Local
+#   ./run.sh demo   stream-scavenger demo: the example app end to end on DynamoDB Local
 #   ./run.sh test   the test suite (extra arguments go to pytest)
 # and, for maintainers:
 #   ./run.sh snapshots               re-synthesize integ/ and rewrite its snapshots (no deploy)
@@ -42,10 +42,7 @@ case "${1:-}" in
   demo)
     shift
     setup
-    rm -rf cdk.out
-    CDK_OUTDIR=cdk.out .venv/bin/python examples/app.py 2> >(grep -v '^!!' >&2)
-    echo "synthesized examples/app.py into cdk.out/; running it on DynamoDB Local:"
-    .venv/bin/stream-scavenger check cdk.out --records "${RECORDS:-2000}" "$@"
+    .venv/bin/stream-scavenger demo "$@"
     ;;
   test)
     shift

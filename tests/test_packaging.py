@@ -35,6 +35,8 @@ src, dst = ddb.Table(stack, "Src", **key), ddb.Table(stack, "Dst", **key)
 StreamScavenger(stack, "S", source_table=src, target_table=dst)
 app.synth()
 print(stream_scavenger.__file__)
+from stream_scavenger.local.check import example_app
+print(example_app())
 """
 
 
@@ -101,7 +103,9 @@ def test_installed_wheel_synthesizes_a_user_app(wheel: Path, tmp_path: Path) -> 
         [python, "app.py"], cwd=app_dir, check=True, capture_output=True, text=True
     )
 
-    assert str(env_dir) in result.stdout  # the installed copy, not the source tree
+    library, demo_app = result.stdout.split()[-2:]
+    assert library.startswith(str(env_dir))  # the installed copy, not the source tree
+    assert demo_app.startswith(str(env_dir)) and demo_app.endswith("local/example_app.py")
     template = json.loads((app_dir / "cdk.out" / "UserApp.template.json").read_text())
     (function,) = [
         r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"

@@ -3,20 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
-from .local.check import CheckReport, check_assembly
+from .local.assembly import AssemblyError, FunctionDef, StackDef, load_assembly
+from .local.check import CheckReport, check_assembly, example_app, synthesize
 from .local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError
+from .local.invoker import FunctionError, SubprocessInvoker
+from .local.runner import create_table, table_names_for
 
-EXIT_CODES = """exit status: 0 every scavenger deleted exactly the matching items; 1 it did not;
-2 usage or set-up error (no Java or DynamoDB Local, not a cloud assembly, no scavenger in it)"""
+EXIT_CODES = """exit status:
+  0  success (every scavenger deleted exactly the matching items; invoke: the function answered)
+  1  a scavenger did not delete exactly the matching items; invoke: the function failed
+  2  usage or set-up error: no Java or DynamoDB Local, endpoint unreachable, synthesis failed,
+     not a cloud assembly, or no scavenger in it"""
+
+
+class _Endpoint:
+    """A DynamoDB endpoint: the one given, or a DynamoDB Local started for the command."""
+
+    def __init__(self, endpoint_url: str | None) -> None:
+        self.given = endpoint_url
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[tuple[str, Any, Any]]:
+        if self.given:
+            local = DynamoDBLocal.__new__(DynamoDBLocal)  # only its client factory
+            local.endpoint_url = self.given
+            ddb = local.client("dynamodb")
+            try:
+                ddb.list_tables(Limit=1)
+            except Exception as err:  # noqa: BLE001 - reported as a set-up error
+                raise DynamoDBLocalError(f"endpoint {self.given} does not answer: {err}") from None
+            yield self.given, ddb, local.client("dynamodbstreams")
+        else:
+            with DynamoDBLocal() as local:
+                yield local.endpoint_url, local.client("dynamodb"), local.client("dynamodbstreams")
+
+
+def _progress(total: int) -> tuple[Callable[[int], None], Callable[[], None]]:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the progress bar is a nicety of the `local` extra
+        return (lambda n: None), (lambda: None)
+    bar = tqdm(total=total, unit="rec", desc="scavenging", file=sys.stderr, leave=False)
+    return bar.update, bar.close
 
 
 def _print_reports(reports: list[CheckReport]) -> None:
     header = (
-        "stack/function", "records", "deleted", "unrelated kept", "invocations",
-        "seconds", "records/s", "result",
+        "scavenger", "records", "keys deleted", "unrelated kept", "BatchWriteItem",
+        "retries", "WCU", "invocations", "seconds", "records/s", "result",
     )  # fmt: skip
     rows = [
         (
@@ -24,6 +65,9 @@ def _print_reports(reports: list[CheckReport]) -> None:
             str(r.records),
             str(r.deleted),
             f"{r.unrelated_kept}/{r.unrelated_total}",
+            f"{r.metrics.get('BatchWriteRequests', 0):.0f}",
+            f"{r.metrics.get('Retries', 0):.0f}",
+            f"{r.metrics.get('ConsumedWriteCapacity', 0):.0f}",
             str(r.run.invocations),
             f"{r.seconds:.2f}",
             f"{r.records / r.seconds:.0f}" if r.seconds else "-",
@@ -33,50 +77,244 @@ def _print_reports(reports: list[CheckReport]) -> None:
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _check(args: argparse.Namespace) -> int:
-    if args.endpoint_url:
-        local = DynamoDBLocal.__new__(DynamoDBLocal)  # only its client factory, for this endpoint
-        local.endpoint_url = args.endpoint_url
-        clients = (local.client("dynamodb"), local.client("dynamodbstreams"))
-        reports = check_assembly(args.cdk_out, args.endpoint_url, clients, args.records)
-    else:
-        with DynamoDBLocal() as local:
-            clients = (local.client("dynamodb"), local.client("dynamodbstreams"))
-            reports = check_assembly(args.cdk_out, local.endpoint_url, clients, args.records)
+def _run_assembly(cdk_out: Path, endpoint_url: str | None, records: int) -> int:
+    load_assembly(cdk_out)  # fail early, before starting anything, if it is not an assembly
+    update, close = _progress(records)
+    with _Endpoint(endpoint_url).open() as (url, ddb, streams):
+        try:
+            reports = check_assembly(cdk_out, url, (ddb, streams), records, on_batch=update)
+        finally:
+            close()
     _print_reports(reports)
     return 0 if all(r.ok for r in reports) else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    print(f"synthesizing the bundled example app ({example_app().name})", file=sys.stderr)
+    cdk_out = synthesize([sys.executable, str(example_app())])
+    return _run_assembly(cdk_out, args.endpoint_url, args.records)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cdk_out = Path(args.cloud_assembly) if args.cloud_assembly else synthesize(args.app)
+    return _run_assembly(cdk_out, args.endpoint_url, args.records)
+
+
+def _pick_function(cloud_assembly: str, prefix: str | None) -> tuple[StackDef, FunctionDef]:
+    candidates = [(s, f) for s in load_assembly(cloud_assembly) for f in s.functions]
+    if prefix:
+        candidates = [(s, f) for s, f in candidates if f.logical_id.startswith(prefix)]
+    if len(candidates) != 1:
+        found = ", ".join(f.logical_id for _, f in candidates) or "none"
+        raise AssemblyError(f"choose one scavenger function with --function (found: {found})")
+    return candidates[0]
+
+
+def _table_names(stack: StackDef, given: list[str]) -> dict[str, str]:
+    """Logical ID -> table name: the logical ID, unless --table LOGICAL_ID=NAME says otherwise."""
+    names = table_names_for(stack.tables)
+    for pair in given:
+        logical_id, _, name = pair.partition("=")
+        names[logical_id] = name
+    return names
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    event = json.loads(Path(args.event).read_text())
+    stack, function = _pick_function(args.cloud_assembly, args.function)
+    names = _table_names(stack, args.table)
+    with _Endpoint(args.endpoint_url).open() as (url, ddb, _):
+        if not args.endpoint_url:
+            for logical_id, table in stack.tables.items():
+                create_table(ddb, names[logical_id], table)
+        env = {**function.resolved_environment(names), "AWS_ENDPOINT_URL_DYNAMODB": url}
+        with SubprocessInvoker(
+            function.asset_dir, function.handler, env, timeout_s=function.timeout_s
+        ) as invoker:
+            try:
+                print(json.dumps(invoker.invoke(event), indent=2))
+            except FunctionError as err:
+                print(json.dumps({"errorType": err.error_type, "errorMessage": str(err)}, indent=2))
+                return 1
+    return 0
+
+
+def _clients(endpoint_url: str | None, sqs_endpoint_url: str | None) -> dict[str, Any]:
+    """boto3 clients: local endpoints get dummy credentials; otherwise your normal AWS setup."""
+    import boto3
+
+    def client(service: str, url: str | None) -> Any:
+        if url is None:
+            return boto3.client(service)
+        local = DynamoDBLocal.__new__(DynamoDBLocal)
+        local.endpoint_url = url
+        return local.client(service)
+
+    return {
+        "dynamodb": client("dynamodb", endpoint_url),
+        "dynamodbstreams": client("dynamodbstreams", endpoint_url),
+        "sqs": client("sqs", sqs_endpoint_url),
+    }
+
+
+def _function_environment(args: argparse.Namespace) -> dict[str, str]:
+    if args.function_name:
+        import boto3
+
+        configuration = boto3.client("lambda").get_function_configuration(
+            FunctionName=args.function_name
+        )
+        return dict(configuration.get("Environment", {}).get("Variables", {}))
+    stack, function = _pick_function(args.cloud_assembly, args.function)
+    names = _table_names(stack, args.table)
+    return function.resolved_environment(names)
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    from .local.redrive import redrive
+    from .runtime.scavenger.config import ScavengerConfig
+    from .runtime.scavenger.handler import Scavenger, make_client
+
+    config = ScavengerConfig.from_env(_function_environment(args))
+    clients = _clients(args.endpoint_url, args.sqs_endpoint_url)
+    overrides: dict[str, Any] = {}
+    if args.endpoint_url:
+        overrides = {"endpoint_url": args.endpoint_url, "region_name": "us-east-1",
+                     "aws_access_key_id": "local", "aws_secret_access_key": "local"}  # fmt: skip
+    scavenger = Scavenger(config, make_client(config, **overrides))
+    report = redrive(
+        clients["sqs"],
+        args.queue_url,
+        clients["dynamodbstreams"],
+        lambda event: scavenger.handle(event, None),
+        dry_run=args.dry_run,
+    )
+    verb = "would redrive" if args.dry_run else "redriven"
+    print(f"messages: {report.messages}, records: {report.records}, {verb}: {len(report.redriven)}")
+    for info in report.unreadable:
+        print(
+            f"no longer in the stream (past its 24-hour retention?): shard {info['shardId']} "
+            f"{info['startSequenceNumber']}..{info['endSequenceNumber']}; message kept"
+        )
+    for info in report.failed_again:
+        print(
+            f"failed again, message kept: shard {info['shardId']} {info['startSequenceNumber']}.."
+        )
+    if report.not_understood:
+        print(f"{report.not_understood} message(s) are not DynamoDB-stream on-failure messages")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser (also rendered into API.md)."""
+    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="stream-scavenger",
         description="Run a synthesized stream-scavenger on this machine, against DynamoDB Local.",
         epilog=EXIT_CODES,
+        formatter_class=raw,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser(
-        "check",
-        help="run every scavenger of a synthesized cdk.out against DynamoDB Local and verify it",
-        description="For each scavenger in CDK_OUT: create its stack's tables in DynamoDB Local, "
-        "fill the target, write matching source items, run the function's own asset on the "
-        "stream, and verify that exactly the matching target items are gone.",
-        epilog="examples:\n  cdk synth && stream-scavenger check cdk.out\n"
-        "  stream-scavenger check cdk.out --records 5000 --endpoint-url http://127.0.0.1:8000\n\n"
+
+    demo = commands.add_parser(
+        "demo",
+        help="the example app end to end on DynamoDB Local, with a summary",
+        description="Start DynamoDB Local, synthesize the bundled example app (messages -> "
+        "staging), fill staging with N items and unrelated ones, write the N matching "
+        "messages, run the function's own asset on the stream until it is drained, verify "
+        "that exactly the matching staging items are gone, and print a summary.",
+        epilog="examples:\n  stream-scavenger demo\n  stream-scavenger demo --records 10000\n\n"
         + EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=raw,
     )
-    check.add_argument("cdk_out", help="the synthesized cloud assembly directory")
-    check.add_argument(
-        "--records", type=int, default=200, help="matching records to write (default 200)"
+    demo.add_argument("--records", type=int, default=3000, help="matching records (default 3000)")
+    demo.set_defaults(run=_demo)
+
+    run = commands.add_parser(
+        "run",
+        help="the same for your own app or cloud assembly",
+        description="For each scavenger of your app: create its stack's tables as the template "
+        "defines them, fill the target, write matching source items, run the function's own "
+        "asset on the stream (batch size, filters, checkpointing and retries as the event "
+        "source mapping says), and verify that exactly the matching target items are gone.",
+        epilog="examples:\n  stream-scavenger run --app 'python app.py'\n"
+        "  cdk synth && stream-scavenger run --cloud-assembly cdk.out --records 5000\n"
+        "  stream-scavenger run --cloud-assembly cdk.out --endpoint-url http://127.0.0.1:8000\n\n"
+        + EXIT_CODES,
+        formatter_class=raw,
     )
-    check.add_argument(
-        "--endpoint-url", help="use this DynamoDB endpoint instead of starting DynamoDB Local"
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--app", help="the command that synthesizes your app, e.g. 'python app.py'")
+    source.add_argument("--cloud-assembly", help="an already synthesized cdk.out directory")
+    run.add_argument("--records", type=int, default=200, help="matching records (default 200)")
+    run.set_defaults(run=_run)
+
+    invoke = commands.add_parser(
+        "invoke",
+        help="run the function once with a saved event and print its response",
+        description="Invoke a synthesized scavenger once, in a subprocess with its own asset and "
+        "environment, with an event from a file (for example one made by "
+        "`sam local generate-event dynamodb update`), and print the response.",
+        epilog="examples:\n"
+        "  stream-scavenger invoke --event event.json --cloud-assembly cdk.out\n"
+        "  stream-scavenger invoke --event event.json --cloud-assembly cdk.out \\\n"
+        "      --endpoint-url http://127.0.0.1:8000 --table StagingABC123=my-staging-table\n\n"
+        + EXIT_CODES,
+        formatter_class=raw,
     )
-    check.set_defaults(run=_check)
+    invoke.add_argument("--event", required=True, help="a JSON file holding the Lambda event")
+    invoke.add_argument("--cloud-assembly", required=True, help="the synthesized cdk.out")
+    invoke.add_argument("--function", help="logical ID (prefix) of the function, if several")
+    invoke.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        metavar="LOGICAL_ID=NAME",
+        help="the real name of a table on --endpoint-url (default: its logical ID)",
+    )
+    invoke.set_defaults(run=_invoke)
+
+    redrive = commands.add_parser(
+        "redrive",
+        help="replay records given up on, from the on-failure queue",
+        description="Read the on-failure messages (a shard and a sequence-number range each), "
+        "re-read those records from the stream while it still holds them (24 hours), replay "
+        "them through the scavenger's delete logic, and delete each message only after all "
+        "its records succeeded. The scavenger's configuration comes from the deployed "
+        "function (--function-name, with your normal AWS credentials) or a cloud assembly.",
+        epilog="examples:\n"
+        "  stream-scavenger redrive --queue-url https://sqs.eu-west-1.amazonaws.com/1234/dlq \\\n"
+        "      --function-name my-stack-ScavengerFunction-AbC --dry-run\n"
+        "  stream-scavenger redrive --queue-url $DLQ --cloud-assembly cdk.out \\\n"
+        "      --endpoint-url http://127.0.0.1:8000 --sqs-endpoint-url http://127.0.0.1:5000\n\n"
+        "exit status: 0 every message redriven (dry run: readable); 1 some range is no longer "
+        "in the\nstream or failed again (those messages are kept); 2 usage or set-up error",
+        formatter_class=raw,
+    )
+    redrive.add_argument("--queue-url", required=True, help="the on-failure queue")
+    config = redrive.add_mutually_exclusive_group(required=True)
+    config.add_argument("--function-name", help="the deployed scavenger function")
+    config.add_argument("--cloud-assembly", help="a synthesized cdk.out holding the scavenger")
+    redrive.add_argument("--function", help="logical ID (prefix), with --cloud-assembly")
+    redrive.add_argument(
+        "--table", action="append", default=[], metavar="LOGICAL_ID=NAME",
+        help="a table's real name, with --cloud-assembly (default: its logical ID)",
+    )  # fmt: skip
+    redrive.add_argument("--dry-run", action="store_true", help="read and count; change nothing")
+    redrive.add_argument("--sqs-endpoint-url", help="an SQS endpoint other than AWS's")
+    redrive.set_defaults(run=_redrive)
+
+    for command in (demo, run, invoke):
+        command.add_argument(
+            "--endpoint-url",
+            help="use this DynamoDB endpoint instead of starting DynamoDB Local",
+        )
+    redrive.add_argument(
+        "--endpoint-url", help="a DynamoDB endpoint other than AWS's (e.g. DynamoDB Local)"
+    )
     return parser
 
 
@@ -85,9 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
-    except (DynamoDBLocalError, ValueError) as err:
+    except (DynamoDBLocalError, ValueError, OSError) as err:
         print(f"stream-scavenger: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("stream-scavenger: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

@@ -10,9 +10,12 @@ exactly the matching target items are gone.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,10 @@ class CheckReport:
     unrelated_kept: int
     unrelated_total: int
     run: RunStats
+    #: Seconds the local event source mapping took to drain the stream (not the set-up).
     seconds: float
+    #: The function's own metrics, summed over the run (BatchWriteRequests, Retries, ...).
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -123,6 +129,7 @@ def check_function(
     endpoint_url: str,
     clients: tuple[Any, Any],
     records: int,
+    on_batch: Callable[[int], None] | None = None,
 ) -> CheckReport:
     """Run the end-to-end check for one scavenger function."""
     ddb, streams = clients
@@ -162,9 +169,16 @@ def check_function(
         stderr=open(os.devnull, "w") if not os.environ.get("SCAVENGER_CHECK_LOGS") else sys.stderr,  # noqa: SIM115
     ) as invoker:
         mapping = LocalEventSourceMapping(
-            streams, stream_arns[source.logical_id], invoker.invoke, function.mapping.properties
+            streams,
+            stream_arns[source.logical_id],
+            invoker.invoke,
+            function.mapping.properties,
+            on_batch=on_batch,
         )
+        run_started = time.monotonic()
         run = mapping.run()
+        seconds = time.monotonic() - run_started
+        metrics = dict(invoker.metrics)
     still_there = _count_present(ddb, names[target_id], matching)
     return CheckReport(
         stack=stack.name,
@@ -175,19 +189,51 @@ def check_function(
         unrelated_kept=_count_present(ddb, names[target_id], unrelated),
         unrelated_total=len(unrelated),
         run=run,
-        seconds=time.monotonic() - started,
+        seconds=seconds,
+        metrics=metrics,
     )
 
 
 def check_assembly(
-    cdk_out: Path | str, endpoint_url: str, clients: tuple[Any, Any], records: int = 200
+    cdk_out: Path | str,
+    endpoint_url: str,
+    clients: tuple[Any, Any],
+    records: int = 200,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[CheckReport]:
     """Check every scavenger of a synthesized assembly."""
     stacks = load_assembly(cdk_out)
     if not stacks:
         raise ValueError(f"no stream-scavenger function found in {cdk_out}")
     return [
-        check_function(stack, function, endpoint_url, clients, records)
+        check_function(stack, function, endpoint_url, clients, records, on_batch)
         for stack in stacks
         for function in stack.functions
     ]
+
+
+def example_app() -> Path:
+    """The bundled example app: packaged into the wheel, or examples/app.py of a checkout."""
+    packaged = Path(__file__).with_name("example_app.py")
+    if packaged.exists():
+        return packaged
+    checkout = Path(__file__).resolve().parents[3] / "examples" / "app.py"
+    if checkout.exists():
+        return checkout
+    raise ValueError("the bundled example app is missing from this installation")
+
+
+def synthesize(app_command: list[str] | str, outdir: Path | None = None) -> Path:
+    """Run a CDK app (``python app.py``, as ``cdk synth`` would) into a cloud assembly."""
+    out = outdir or Path(tempfile.mkdtemp(prefix="stream-scavenger-")) / "cdk.out"
+    result = subprocess.run(
+        app_command,
+        shell=isinstance(app_command, str),
+        env={**os.environ, "CDK_OUTDIR": str(out)},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0 or not (out / "manifest.json").exists():
+        tail = "\n".join(line for line in result.stderr.splitlines() if not line.startswith("!!"))
+        raise ValueError(f"synthesizing {app_command!r} failed:\n{tail[-2000:]}")
+    return out

@@ -44,6 +44,8 @@ class SubprocessInvoker:
             **environment,
         }
         self.timeout_s = timeout_s
+        #: Sums of the function's embedded metrics over all invocations so far.
+        self.metrics: dict[str, float] = {}
         self._process = subprocess.Popen(
             [
                 sys.executable,
@@ -72,6 +74,11 @@ class SubprocessInvoker:
         if not line:
             raise FunctionError("Runtime.ExitError", f"worker exited with {self._process.wait()}")
         reply = json.loads(line)
+        for document in reply.get("metrics", []):
+            for directive in document["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    name = metric["Name"]
+                    self.metrics[name] = self.metrics.get(name, 0) + float(document[name])
         if "error" in reply:
             raise FunctionError(reply["error"]["type"], reply["error"]["message"])
         return reply["result"]

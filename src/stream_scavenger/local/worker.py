@@ -16,6 +16,26 @@ import uuid
 from typing import Any
 
 
+class _MetricsTee:
+    """Stands in for stdout: forwards everything to stderr, keeps the EMF metric lines."""
+
+    def __init__(self) -> None:
+        self.documents: list[dict[str, Any]] = []
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        sys.stderr.write(text)
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            if line.startswith('{"_aws"'):
+                self.documents.append(json.loads(line))
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 class LocalContext:
     """The parts of the Lambda context object a handler reads."""
 
@@ -36,7 +56,8 @@ def main(argv: list[str]) -> int:
     module_name, _, attr = handler_path.rpartition(".")
     handler = getattr(importlib.import_module(module_name), attr)
     out = sys.stdout
-    sys.stdout = sys.stderr  # the handler's prints must not corrupt the protocol
+    tee = _MetricsTee()
+    sys.stdout = tee  # the handler's prints must not corrupt the protocol
     for line in sys.stdin:
         request = json.loads(line)
         context = LocalContext(function_name, int(request["timeout_ms"]))
@@ -45,6 +66,7 @@ def main(argv: list[str]) -> int:
             reply = {"result": handler(request["event"], context)}
         except Exception as err:  # noqa: BLE001 - reported to the caller, as Lambda does
             reply = {"error": {"type": type(err).__name__, "message": str(err)}}
+        reply["metrics"], tee.documents = tee.documents, []
         out.write(json.dumps(reply) + "\n")
         out.flush()
     return 0
