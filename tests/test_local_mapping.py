@@ -187,3 +187,37 @@ def test_an_interrupted_run_resumes_after_the_last_finished_batch(
 
     assert first.batches[:2] == [keys[0:10], keys[10:20]]
     assert second.batches == [keys[20:25]]
+
+
+def test_a_partial_batch_waits_for_the_batching_window(
+    ddb: Any, ddb_streams: Any, make_table: Any
+) -> None:
+    table = make_table({"pk": "S"}, stream="KEYS_ONLY")
+    arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    for i in range(5):
+        ddb.put_item(TableName=table, Item={"pk": {"S": f"early{i}"}})
+
+    def late_writes() -> None:
+        time.sleep(0.8)
+        for i in range(3):
+            ddb.put_item(TableName=table, Item={"pk": {"S": f"late{i}"}})
+
+    import threading
+
+    writer = threading.Thread(target=late_writes)
+    writer.start()
+    handler = Script(lambda batch: None)
+    run = mapping(ddb_streams, arn, handler, props={"MaximumBatchingWindowInSeconds": 4}).run()
+    writer.join()
+
+    assert handler.batches == [[f"early{i}" for i in range(5)] + [f"late{i}" for i in range(3)]]
+    assert run.invocations == 1
+
+
+def test_without_a_window_a_drained_stream_is_delivered_at_once(
+    ddb_streams: Any, stream: tuple[str, list[str]]
+) -> None:
+    arn, keys = stream
+    handler = Script(lambda batch: None)
+    mapping(ddb_streams, arn, handler, props={"BatchSize": 100}).run()
+    assert handler.batches == [keys]

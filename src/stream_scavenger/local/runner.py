@@ -11,6 +11,8 @@ template properties:
   ``BisectBatchOnFunctionError`` is on;
 - ``MaximumRetryAttempts`` and ``MaximumRecordAgeInSeconds``: records given up
   on are reported to the on-failure destination with the message Lambda sends;
+- ``MaximumBatchingWindowInSeconds``: at the end of a shard's records, a
+  partial batch waits up to the window for more records before it is delivered;
 - a checkpoint per shard, saved after every batch, so an interrupted run
   resumes after the last finished batch.
 
@@ -185,6 +187,7 @@ class LocalEventSourceMapping:
         self._retry_attempts = int(props.get("MaximumRetryAttempts", -1))
         self._max_age_s = int(props.get("MaximumRecordAgeInSeconds", -1))
         self._bisect = bool(props.get("BisectBatchOnFunctionError", False))
+        self._window_s = float(props.get("MaximumBatchingWindowInSeconds", 0))
         self._partial = "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])
         self._patterns = _patterns(props)
         self._region = region
@@ -201,19 +204,53 @@ class LocalEventSourceMapping:
         for shard in description["Shards"]:
             shard_id = shard["ShardId"]
             batch: list[dict[str, Any]] = []
+            last: str | None = None
             for record in self._read_shard(shard_id):
-                stats.records_read += 1
-                if self._patterns and not any(p.matches_event(record) for p in self._patterns):
-                    stats.records_filtered_out += 1
-                    self.checkpoints.done(shard_id, record["dynamodb"]["SequenceNumber"])
-                    continue
-                batch.append(record)
-                if len(batch) == self._batch_size:
-                    self._finish(batch, shard_id, stats)
-                    batch = []
+                batch = self._take(record, batch, shard_id, stats)
+                last = record["dynamodb"]["SequenceNumber"]
+            deadline = time.monotonic() + self._window_s
+            while batch and last and time.monotonic() < deadline:
+                more = self._records_after(shard_id, last)
+                for record in more:
+                    batch = self._take(record, batch, shard_id, stats)
+                    last = record["dynamodb"]["SequenceNumber"]
+                if not more:
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
             if batch:
                 self._finish(batch, shard_id, stats)
         return stats
+
+    def _take(
+        self, record: dict[str, Any], batch: list[dict[str, Any]], shard_id: str, stats: RunStats
+    ) -> list[dict[str, Any]]:
+        """Add a read record to the batch (unless filtered out); deliver a full batch."""
+        stats.records_read += 1
+        if self._patterns and not any(p.matches_event(record) for p in self._patterns):
+            stats.records_filtered_out += 1
+            if not batch:
+                self.checkpoints.done(shard_id, record["dynamodb"]["SequenceNumber"])
+            return batch
+        batch.append(record)
+        if len(batch) == self._batch_size:
+            self._finish(batch, shard_id, stats)
+            return []
+        return batch
+
+    def _records_after(self, shard_id: str, sequence_number: str) -> list[dict[str, Any]]:
+        iterator = self._streams.get_shard_iterator(
+            StreamArn=self._stream_arn,
+            ShardId=shard_id,
+            ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+            SequenceNumber=sequence_number,
+        )["ShardIterator"]
+        page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+        return [self._shape(record) for record in page["Records"]]
+
+    def _shape(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        shaped: dict[str, Any] = lambda_shape(record)
+        shaped["eventSourceARN"] = self._stream_arn
+        shaped["awsRegion"] = self._region  # DynamoDB Local says "ddblocal"
+        return shaped
 
     def _read_shard(self, shard_id: str) -> Iterator[dict[str, Any]]:
         after = self.checkpoints.shards.get(shard_id)
@@ -228,10 +265,7 @@ class LocalEventSourceMapping:
         while iterator:
             page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
             for record in page["Records"]:
-                shaped = lambda_shape(record)
-                shaped["eventSourceARN"] = self._stream_arn
-                shaped["awsRegion"] = self._region  # DynamoDB Local says "ddblocal"
-                yield shaped
+                yield self._shape(record)
             if not page["Records"]:
                 return
             iterator = page.get("NextShardIterator")
