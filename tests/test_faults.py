@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from streamevents import Context, event, put_items, record, scan_keys
 
+from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from stream_scavenger.runtime.scavenger.deleter import BACKOFF_BASE_S, BACKOFF_CAP_S
 from stream_scavenger.runtime.scavenger.handler import (
@@ -76,9 +77,7 @@ def scavenger(
     client = make_client(
         config,
         endpoint_url=proxy.url,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
+        **LOCAL_CLIENT_SETTINGS,
     )
     return Scavenger(config, client, sleep=sleep, rng=rng)
 

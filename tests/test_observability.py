@@ -19,6 +19,7 @@ from faultproxy import Fault, FaultProxy, first
 from streamevents import Context, event, put_items, record, scan_keys
 
 from stream_scavenger import AlarmThresholds, ScavengerConfigError, StreamScavenger
+from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
 from stream_scavenger.runtime.scavenger.config import METRICS, ScavengerConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger, make_client
 
@@ -244,9 +245,7 @@ def test_emf_counts_match_what_happened(
         client = make_client(
             config,
             endpoint_url=proxy.url,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
+            **LOCAL_CLIENT_SETTINGS,
         )
         capsys.readouterr()
         Scavenger(config, client, sleep=lambda s: None).handle(event(*records), Context())

@@ -17,7 +17,7 @@ from moto.server import ThreadedMotoServer
 from stream_scavenger.cli import main
 from stream_scavenger.local.assembly import load_assembly
 from stream_scavenger.local.check import example_app, synthesize
-from stream_scavenger.local.dynamodb_local import DynamoDBLocal
+from stream_scavenger.local.dynamodb_local import local_client
 from stream_scavenger.local.runner import (
     LocalEventSourceMapping,
     SqsDestination,
@@ -51,9 +51,7 @@ def given_up(sqs_endpoint: str, ddb_local: Any, ddb: Any, ddb_streams: Any) -> d
     for key in keys:
         ddb.put_item(TableName=names[staging_id], Item=key)
         ddb.put_item(TableName=names[messages_id], Item=key)
-    sqs = DynamoDBLocal.__new__(DynamoDBLocal)
-    sqs.endpoint_url = sqs_endpoint
-    sqs_client = sqs.client("sqs")
+    sqs_client = local_client("sqs", sqs_endpoint)
     queue_url = sqs_client.create_queue(QueueName=f"dlq{id(assembly) % 10**6}")["QueueUrl"]
 
     def always_fails(event: Any) -> Any:

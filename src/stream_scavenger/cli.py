@@ -12,7 +12,12 @@ from typing import Any
 
 from .local.assembly import AssemblyError, FunctionDef, StackDef, load_assembly
 from .local.check import CheckReport, check_assembly, example_app, synthesize
-from .local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError
+from .local.dynamodb_local import (
+    LOCAL_CLIENT_SETTINGS,
+    DynamoDBLocal,
+    DynamoDBLocalError,
+    local_client,
+)
 from .local.invoker import FunctionError, SubprocessInvoker
 from .local.runner import create_table, table_names_for
 
@@ -32,14 +37,12 @@ class _Endpoint:
     @contextlib.contextmanager
     def open(self) -> Iterator[tuple[str, Any, Any]]:
         if self.given:
-            local = DynamoDBLocal.__new__(DynamoDBLocal)  # only its client factory
-            local.endpoint_url = self.given
-            ddb = local.client("dynamodb")
+            ddb = local_client("dynamodb", self.given)
             try:
                 ddb.list_tables(Limit=1)
             except Exception as err:  # noqa: BLE001 - reported as a set-up error
                 raise DynamoDBLocalError(f"endpoint {self.given} does not answer: {err}") from None
-            yield self.given, ddb, local.client("dynamodbstreams")
+            yield self.given, ddb, local_client("dynamodbstreams", self.given)
         else:
             with DynamoDBLocal() as local:
                 yield local.endpoint_url, local.client("dynamodb"), local.client("dynamodbstreams")
@@ -147,11 +150,7 @@ def _clients(endpoint_url: str | None, sqs_endpoint_url: str | None) -> dict[str
     import boto3
 
     def client(service: str, url: str | None) -> Any:
-        if url is None:
-            return boto3.client(service)
-        local = DynamoDBLocal.__new__(DynamoDBLocal)
-        local.endpoint_url = url
-        return local.client(service)
+        return boto3.client(service) if url is None else local_client(service, url)
 
     return {
         "dynamodb": client("dynamodb", endpoint_url),
@@ -182,8 +181,7 @@ def _redrive(args: argparse.Namespace) -> int:
     clients = _clients(args.endpoint_url, args.sqs_endpoint_url)
     overrides: dict[str, Any] = {}
     if args.endpoint_url:
-        overrides = {"endpoint_url": args.endpoint_url, "region_name": "us-east-1",
-                     "aws_access_key_id": "local", "aws_secret_access_key": "local"}  # fmt: skip
+        overrides = {"endpoint_url": args.endpoint_url, **LOCAL_CLIENT_SETTINGS}
     scavenger = Scavenger(config, make_client(config, **overrides))
     report = redrive(
         clients["sqs"],

@@ -51,6 +51,23 @@ def free_port() -> int:
         return port
 
 
+#: What a client of a local endpoint needs besides its URL (DynamoDB Local runs -sharedDb).
+LOCAL_CLIENT_SETTINGS = {
+    "region_name": "us-east-1",
+    "aws_access_key_id": "local",
+    "aws_secret_access_key": "local",
+}
+
+
+def local_client(service: str, endpoint_url: str, **kwargs: Any) -> Any:
+    """A boto3 client for a local endpoint (DynamoDB Local, a test proxy, a moto server)."""
+    import boto3
+    from botocore.config import Config
+
+    kwargs.setdefault("config", Config(retries={"total_max_attempts": 2}))
+    return boto3.client(service, endpoint_url=endpoint_url, **{**LOCAL_CLIENT_SETTINGS, **kwargs})
+
+
 class DynamoDBLocal:
     """A DynamoDB Local process on a free loopback port, in memory; a context manager."""
 
@@ -114,18 +131,7 @@ class DynamoDBLocal:
 
     def client(self, service: str = "dynamodb", **kwargs: Any) -> Any:
         """A boto3 client for this endpoint with dummy credentials."""
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            service,
-            endpoint_url=kwargs.pop("endpoint_url", self.endpoint_url),
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            config=kwargs.pop("config", Config(retries={"total_max_attempts": 2})),
-            **kwargs,
-        )
+        return local_client(service, self.endpoint_url, **kwargs)
 
     def __enter__(self) -> DynamoDBLocal:
         return self.start()
