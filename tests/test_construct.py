@@ -254,6 +254,7 @@ def test_config_contract_in_the_environment() -> None:
         "event_names": ["INSERT", "REMOVE"],
         "max_concurrency": 8,
         "max_attempts": 8,
+        "dry_run": False,
     }
 
 

@@ -82,6 +82,8 @@ class StreamScavenger(Construct):
     alarms: dict[str, cloudwatch.Alarm]
     #: The dashboard, when ``dashboard`` was set.
     dashboard: cloudwatch.Dashboard | None
+    #: True when the scavenger only counts what it would delete.
+    dry_run: bool
 
     def __init__(
         self,
@@ -110,6 +112,7 @@ class StreamScavenger(Construct):
         alarm_actions: Sequence[cloudwatch.IAlarmAction] | None = None,
         alarm_topic: sns.ITopic | None = None,
         dashboard: bool | str = False,
+        dry_run: bool = False,
     ) -> None:
         """Create the scavenger.
 
@@ -141,6 +144,9 @@ class StreamScavenger(Construct):
         :param alarm_actions: Actions every alarm triggers (on ALARM).
         :param alarm_topic: An SNS topic every alarm notifies (added to ``alarm_actions``).
         :param dashboard: True for a CloudWatch dashboard, or a string to name it.
+        :param dry_run: Deploy everything but delete nothing: the function computes and counts
+            the keys it would delete (metrics and a count-only log line), and its role gets no
+            write permission at all. Default: False.
         """
         super().__init__(scope, id)
         events = normalize_event_names(event_names)
@@ -169,6 +175,7 @@ class StreamScavenger(Construct):
         target_schema = key_schema_of(target_table)
         self.key_mapping = resolve_key_mapping(key_mapping, target_schema)
         self.event_names = events
+        self.dry_run = dry_run
         patterns = merge_filters(events, filters)
         images = required_images(
             self.key_mapping, key_schema_of(source_table), events, images_in_filters(patterns)
@@ -182,6 +189,7 @@ class StreamScavenger(Construct):
             sort_key=target_schema.sort_key if target_schema else None,
             event_names=frozenset(e.value for e in events),
             log_items=log_item_keys,
+            dry_run=dry_run,
         )
 
         self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
@@ -193,7 +201,8 @@ class StreamScavenger(Construct):
         )
         self.log_group.grant_write(self.role)
         self._grant_stream_read(source_table)
-        self._grant_deletes(target_table)
+        if not dry_run:
+            self._grant_deletes(target_table)
 
         self.function = lambda_.Function(
             self,

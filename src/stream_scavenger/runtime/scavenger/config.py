@@ -18,7 +18,8 @@ Environment variables:
           "sort_key": "<target sort key attribute>" | null,
           "event_names": ["INSERT", ...],
           "max_concurrency": 8,
-          "max_attempts": 8
+          "max_attempts": 8,
+          "dry_run": false
         }
 
     ``key_types`` may be empty when the target's key schema is not known at
@@ -85,6 +86,8 @@ class ScavengerConfig:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     log_items: bool = False
+    #: Compute and count the keys, delete nothing (the role has no write permission then).
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         if not self.target_table:
@@ -115,6 +118,7 @@ class ScavengerConfig:
                     "event_names": [e for e in EVENT_NAMES if e in self.event_names],
                     "max_concurrency": self.max_concurrency,
                     "max_attempts": self.max_attempts,
+                    "dry_run": self.dry_run,
                 },
                 sort_keys=True,
                 separators=(",", ":"),
@@ -144,5 +148,6 @@ class ScavengerConfig:
             event_names=frozenset(raw.get("event_names", ["INSERT"])),
             max_concurrency=int(raw.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
             max_attempts=int(raw.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            dry_run=bool(raw.get("dry_run", False)),
             log_items=environ.get(ENV_LOG_ITEMS, "").lower() == "true",
         )

@@ -133,6 +133,14 @@ class Scavenger:
 
         summary.distinct_keys = len(keys)
         summary.duplicates = summary.matched - summary.distinct_keys
+        if self.config.dry_run:
+            # Everything but the deletes: the counts say what a real run would delete.
+            summary.deleted = summary.distinct_keys
+            summary.duration_ms = round((self._clock() - started) * 1000, 3)
+            self.last_summary = summary
+            log.info("dry run: would delete", extra={"summary": vars(summary)})
+            self._emit(summary)
+            return {"batchItemFailures": []}
         deadline = Deadline(_remaining_seconds(context, started, self._clock), RESERVE_S)
         result = self._deleter.delete(list(keys.values()), deadline)
         stats = result.stats
