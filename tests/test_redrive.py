@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +44,8 @@ def given_up(sqs_endpoint: str, ddb_local: Any, ddb: Any, ddb_streams: Any) -> d
     assembly = synthesize([sys.executable, str(example_app())])
     (stack,) = load_assembly(assembly)
     (function,) = stack.functions
-    names = table_names_for(stack.tables, prefix=f"redrive{id(assembly) % 10**6}-")
+    run_id = uuid.uuid4().hex[:10]  # unique per use: tables and queues outlive a test
+    names = table_names_for(stack.tables, prefix=f"redrive{run_id}-")
     arns = {lid: create_table(ddb, names[lid], t) for lid, t in stack.tables.items()}
     messages_id = next(lid for lid in names if lid.startswith("Messages"))
     staging_id = next(lid for lid in names if lid.startswith("Staging"))
@@ -52,7 +54,7 @@ def given_up(sqs_endpoint: str, ddb_local: Any, ddb: Any, ddb_streams: Any) -> d
         ddb.put_item(TableName=names[staging_id], Item=key)
         ddb.put_item(TableName=names[messages_id], Item=key)
     sqs_client = local_client("sqs", sqs_endpoint)
-    queue_url = sqs_client.create_queue(QueueName=f"dlq{id(assembly) % 10**6}")["QueueUrl"]
+    queue_url = sqs_client.create_queue(QueueName=f"dlq{run_id}")["QueueUrl"]
 
     def always_fails(event: Any) -> Any:
         return {

@@ -23,7 +23,7 @@ from .alarms import PERIOD, AlarmThresholds, create_alarms
 from .dashboard import create_dashboard
 from .events import EventName, normalize_event_names
 from .filters import images_in_filters, merge_filters
-from .key_mapping import resolve_key_mapping
+from .key_mapping import check_templates, resolve_key_mapping
 from .runtime.scavenger.config import (
     METRICS,
     METRICS_DIMENSION,
@@ -120,7 +120,8 @@ class StreamScavenger(Construct):
             of this app, or an imported table that carries its stream ARN.
         :param target_table: Table whose items are deleted.
         :param key_mapping: Target key attribute -> source attribute (a key or non-key
-            attribute of the source item). Default: same names as the target's key.
+            attribute of the source item), or a template such as ``"STAGING#{messageId}"``
+            that renders a string key. Default: same names as the target's key.
         :param event_names: Stream events that trigger a delete. Default: ``["INSERT"]``.
         :param batch_size: Records per invocation, 1..10000. Default: 100.
         :param max_batching_window: How long to gather records, 0..300 s. Default: none.
@@ -176,9 +177,11 @@ class StreamScavenger(Construct):
         self.key_mapping = resolve_key_mapping(key_mapping, target_schema)
         self.event_names = events
         self.dry_run = dry_run
+        source_schema = key_schema_of(source_table)
+        check_templates(self.key_mapping, target_schema, source_schema)
         patterns = merge_filters(events, filters)
         images = required_images(
-            self.key_mapping, key_schema_of(source_table), events, images_in_filters(patterns)
+            self.key_mapping, source_schema, events, images_in_filters(patterns)
         )
         self.stream_arn, self.stream_view_type = bind_stream(source_table, images)
 

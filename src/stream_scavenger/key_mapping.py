@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .runtime.scavenger.config import (
+    ConfigError,
+    Placeholder,
+    is_template,
+    parse_template,
+)
 from .tables import KeySchema
 from .validation import ScavengerConfigError
 
@@ -52,3 +58,40 @@ def resolve_key_mapping(
             f"key_mapping {' and '.join(problems)}; the target key is {target_schema.attributes}"
         )
     return {name: key_mapping[name] for name in target_schema.attributes}
+
+
+def check_templates(
+    key_mapping: Mapping[str, str],
+    target_schema: KeySchema | None,
+    source_schema: KeySchema | None,
+) -> None:
+    """Templates parse, feed only string keys, and read no binary key attribute of the source."""
+    for target, source in key_mapping.items():
+        if not is_template(source):
+            continue
+        try:
+            parts = parse_template(source)
+        except ConfigError as err:
+            raise ScavengerConfigError(f"key_mapping[{target!r}]: {err}") from None
+        if not any(isinstance(p, Placeholder) for p in parts):
+            raise ScavengerConfigError(
+                f"key_mapping[{target!r}] = {source!r} has no {{attribute}} placeholder: "
+                "every record would name the same key"
+            )
+        if target_schema is not None and target_schema.types.get(target) != "S":
+            raise ScavengerConfigError(
+                f"key_mapping[{target!r}] is a template, which produces a string, but the target "
+                f"key {target!r} is {target_schema.types.get(target)}: use a bare attribute name"
+            )
+        binary = [
+            p.attribute
+            for p in parts
+            if isinstance(p, Placeholder)
+            and source_schema is not None
+            and source_schema.types.get(p.attribute) == "B"
+        ]
+        if binary:
+            raise ScavengerConfigError(
+                f"key_mapping[{target!r}]: {binary[0]!r} is a binary key attribute of the source; "
+                "binary values cannot be rendered into a key template"
+            )

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from aws_cdk import aws_dynamodb as dynamodb
 
 from .events import EventName
+from .runtime.scavenger.config import template_attributes
 from .tables import KeySchema, stream_view_type_of, table_resource
 from .validation import ScavengerConfigError
 
@@ -27,7 +28,8 @@ def required_images(
     """Images the stream must carry: one per selected event for each non-key source attribute."""
     source_keys = set(source_schema.attributes) if source_schema else set()
     needed = set(filter_images)
-    if any(source not in source_keys for source in key_mapping.values()):
+    read = {attr for source in key_mapping.values() for attr in template_attributes(source)}
+    if read - source_keys:
         needed |= {event.image for event in event_names}
     return frozenset(needed)
 

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runtime.scavenger.config import ENV_TARGET_TABLE, ScavengerConfig
+from ..runtime.scavenger.config import (
+    ENV_TARGET_TABLE,
+    ScavengerConfig,
+    is_template,
+    template_attributes,
+)
+from ..runtime.scavenger.records import map_record
 from .assembly import FunctionDef, StackDef, TableDef, load_assembly
 from .invoker import SubprocessInvoker
 from .runner import LocalEventSourceMapping, RunStats, create_table, table_names_for
@@ -78,11 +84,14 @@ def _items(
     sources, matching, unrelated = [], [], []
     for i in range(count):
         item = {name: _value(t, "src", i) for name, t in source_types.items()}
-        key = {}
-        for target_attr, source_attr in config.key_mapping.items():
-            value = _value(target_types[target_attr], "k", i)
-            item[source_attr] = value
-            key[target_attr] = value
+        for target_attr, mapped in config.key_mapping.items():
+            if is_template(mapped):
+                for attr in template_attributes(mapped):
+                    item.setdefault(attr, _value(source_types.get(attr, "S"), "k", i))
+            else:
+                item[mapped] = _value(target_types[target_attr], "k", i)
+        # The key the scavenger must delete for this item, by the runtime's own mapping rules.
+        key = map_record({"eventName": "INSERT", "dynamodb": {"NewImage": item}}, config).request
         sources.append(item)
         matching.append(key)
         unrelated.append({a: _value(t, "u", i) for a, t in target_types.items()})

@@ -75,6 +75,66 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Placeholder:
+    """``{attribute}`` in a key template."""
+
+    attribute: str
+
+
+def is_template(mapping_value: str) -> bool:
+    """A key_mapping value with a brace is a template; without one, a bare attribute name."""
+    return "{" in mapping_value or "}" in mapping_value
+
+
+def parse_template(template: str) -> tuple[str | Placeholder, ...]:
+    """Split a key template into literal text and placeholders.
+
+    Grammar: ``{name}`` is the value of source attribute ``name`` (any characters but
+    braces); ``{{`` and ``}}`` are a literal ``{`` and ``}``. Anything else with a brace,
+    or an empty ``{}``, raises :class:`ConfigError`.
+    """
+    parts: list[str | Placeholder] = []
+    literal = ""
+    index = 0
+    while index < len(template):
+        char = template[index]
+        if char in "{}" and template[index : index + 2] == char * 2:
+            literal += char
+            index += 2
+        elif char == "{":
+            end = template.find("}", index)
+            name = template[index + 1 : end] if end != -1 else ""
+            if end == -1 or not name or "{" in name:
+                raise ConfigError(
+                    f"key template {template!r}: '{{' at {index} opens no '{{attribute}}' "
+                    "(write '{{' for a literal brace)"
+                )
+            if literal:
+                parts.append(literal)
+                literal = ""
+            parts.append(Placeholder(name))
+            index = end + 1
+        elif char == "}":
+            raise ConfigError(
+                f"key template {template!r}: unmatched '}}' at {index} "
+                "(write '}}' for a literal brace)"
+            )
+        else:
+            literal += char
+            index += 1
+    if literal:
+        parts.append(literal)
+    return tuple(parts)
+
+
+def template_attributes(mapping_value: str) -> list[str]:
+    """The source attributes a key_mapping value reads (one for a bare name)."""
+    if not is_template(mapping_value):
+        return [mapping_value]
+    return [p.attribute for p in parse_template(mapping_value) if isinstance(p, Placeholder)]
+
+
+@dataclass(frozen=True)
 class ScavengerConfig:
     """What one scavenger deletes, and how hard it tries."""
 
