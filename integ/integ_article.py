@@ -7,6 +7,7 @@ an unrelated staging item stays, and nothing reaches the on-failure queue.
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import integ_tests_alpha as integ
+from checks import eventually, no_dead_letters
 
 from stream_scavenger import StreamScavenger
 
@@ -34,10 +35,7 @@ def put(table: dynamodb.Table, message_id: str) -> integ.IApiCall:
 staging_count = calls.aws_api_call(
     "DynamoDB", "scan", {"TableName": staging.table_name, "Select": "COUNT", "ConsistentRead": True}
 )
-staging_count.expect(integ.ExpectedResult.object_like({"Count": 1}))
-staging_count.wait_for_assertions(
-    total_timeout=cdk.Duration.minutes(5), interval=cdk.Duration.seconds(15)
-)
+eventually(staging_count, {"Count": 1})
 
 unrelated = calls.aws_api_call(
     "DynamoDB",
@@ -50,17 +48,7 @@ unrelated = calls.aws_api_call(
 )
 unrelated.expect(integ.ExpectedResult.object_like({"Item": {"messageId": {"S": "unrelated"}}}))
 
-dead_letters = calls.aws_api_call(
-    "SQS",
-    "getQueueAttributes",
-    {
-        "QueueUrl": scavenger.dead_letter_queue.queue_url,
-        "AttributeNames": ["ApproximateNumberOfMessages"],
-    },
-)
-dead_letters.expect(
-    integ.ExpectedResult.object_like({"Attributes": {"ApproximateNumberOfMessages": "0"}})
-)
+dead_letters = no_dead_letters(test, scavenger)
 
 put(staging, "m-1").next(put(staging, "unrelated")).next(put(messages, "m-1")).next(
     staging_count

@@ -7,6 +7,7 @@ team adds a scavenger to tables another stack owns.
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import integ_tests_alpha as integ
+from checks import eventually, no_dead_letters
 
 from stream_scavenger import StreamScavenger
 
@@ -48,21 +49,8 @@ def put(table: dynamodb.Table, item_id: str) -> integ.IApiCall:
 remaining = calls.aws_api_call(
     "DynamoDB", "scan", {"TableName": target.table_name, "ConsistentRead": True}
 )
-remaining.expect(integ.ExpectedResult.object_like({"Count": 1, "Items": [{"id": {"S": "keep"}}]}))
-remaining.wait_for_assertions(
-    total_timeout=cdk.Duration.minutes(5), interval=cdk.Duration.seconds(15)
-)
-dead_letters = calls.aws_api_call(
-    "SQS",
-    "getQueueAttributes",
-    {
-        "QueueUrl": scavenger.dead_letter_queue.queue_url,
-        "AttributeNames": ["ApproximateNumberOfMessages"],
-    },
-)
-dead_letters.expect(
-    integ.ExpectedResult.object_like({"Attributes": {"ApproximateNumberOfMessages": "0"}})
-)
+eventually(remaining, {"Count": 1, "Items": [{"id": {"S": "keep"}}]})
+dead_letters = no_dead_letters(test, scavenger)
 
 put(target, "gone").next(put(target, "keep")).next(put(source, "gone")).next(remaining).next(
     dead_letters
