@@ -179,3 +179,41 @@ def test_help_has_examples_and_exit_codes(command: str, capsys: pytest.CaptureFi
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and "exit status:" in text
+
+
+def test_run_drains_existing_tables_on_an_endpoint(
+    assembly: Path, ddb_local: Any, ddb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --table, nothing is created or filled: the existing stream is drained."""
+    template = json.loads(next(assembly.glob("*.template.json")).read_text())
+    tables = [k for k, r in template["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"]
+    (messages_id,) = [t for t in tables if t.startswith("Messages")]
+    (staging_id,) = [t for t in tables if t.startswith("Staging")]
+    key = [
+        {"AttributeName": "messageId", "KeyType": "HASH"},
+        {"AttributeName": "createdAt", "KeyType": "RANGE"},
+    ]
+    attrs = [
+        {"AttributeName": "messageId", "AttributeType": "S"},
+        {"AttributeName": "createdAt", "AttributeType": "N"},
+    ]
+    for name, stream in (("existing-messages", True), ("existing-staging", False)):
+        extra = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}}
+        ddb.create_table(TableName=name, KeySchema=key, AttributeDefinitions=attrs,
+                         BillingMode="PAY_PER_REQUEST", **(extra if stream else {}))  # fmt: skip
+    for i in range(7):
+        item = {"messageId": {"S": f"e{i}"}, "createdAt": {"N": str(i)}}
+        ddb.put_item(TableName="existing-staging", Item=item)
+        if i < 5:
+            ddb.put_item(TableName="existing-messages", Item=item)
+
+    code = main([
+        "run", "--cloud-assembly", str(assembly), "--endpoint-url", ddb_local.endpoint_url,
+        "--table", f"{messages_id}=existing-messages", "--table", f"{staging_id}=existing-staging",
+    ])  # fmt: skip
+
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "records read: 5" in out and "keys deleted: 5" in out
+    left = ddb.scan(TableName="existing-staging")["Items"]
+    assert sorted(i["messageId"]["S"] for i in left) == ["e5", "e6"]

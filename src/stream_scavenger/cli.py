@@ -19,7 +19,7 @@ from .local.dynamodb_local import (
     local_client,
 )
 from .local.invoker import FunctionError, SubprocessInvoker
-from .local.runner import create_table, table_names_for
+from .local.runner import LocalEventSourceMapping, create_table, table_names_for
 
 EXIT_CODES = """exit status:
   0  success (every scavenger deleted exactly the matching items; invoke: the function answered)
@@ -103,7 +103,39 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     cdk_out = Path(args.cloud_assembly) if args.cloud_assembly else synthesize(args.app)
+    if args.table:
+        return _drain_existing(cdk_out, args)
     return _run_assembly(cdk_out, args.endpoint_url, args.records)
+
+
+def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
+    """Existing tables on an endpoint: drain the source's stream through the function."""
+    if not args.endpoint_url:
+        raise ValueError("--table works with --endpoint-url (tables that already exist there)")
+    stack, function = _pick_function(str(cdk_out), args.function)
+    if function.mapping is None or function.mapping.source_table is None:
+        raise AssemblyError(f"{function.logical_id} has no event source mapping on a table")
+    names = _table_names(stack, args.table)
+    with _Endpoint(args.endpoint_url).open() as (url, ddb, streams):
+        source = names[function.mapping.source_table]
+        stream_arn = ddb.describe_table(TableName=source)["Table"].get("LatestStreamArn")
+        if not stream_arn:
+            raise ValueError(f"table {source} on {url} has no stream")
+        env = {**function.resolved_environment(names), "AWS_ENDPOINT_URL_DYNAMODB": url}
+        with SubprocessInvoker(
+            function.asset_dir, function.handler, env, timeout_s=function.timeout_s
+        ) as invoker:
+            run = LocalEventSourceMapping(
+                streams, stream_arn, invoker.invoke, function.mapping.properties
+            ).run()
+            metrics = invoker.metrics
+    print(
+        f"records read: {run.records_read}, filtered out: {run.records_filtered_out}, "
+        f"invocations: {run.invocations}, keys deleted: {metrics.get('KeysDeleted', 0):.0f}, "
+        f"BatchWriteItem requests: {metrics.get('BatchWriteRequests', 0):.0f}, "
+        f"records given up on: {run.records_given_up}"
+    )
+    return 0 if not run.given_up and not run.function_errors else 1
 
 
 def _pick_function(cloud_assembly: str, prefix: str | None) -> tuple[StackDef, FunctionDef]:
@@ -240,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
         "source mapping says), and verify that exactly the matching target items are gone.",
         epilog="examples:\n  stream-scavenger run --app 'python app.py'\n"
         "  cdk synth && stream-scavenger run --cloud-assembly cdk.out --records 5000\n"
-        "  stream-scavenger run --cloud-assembly cdk.out --endpoint-url http://127.0.0.1:8000\n\n"
+        "  stream-scavenger run --cloud-assembly cdk.out --endpoint-url http://127.0.0.1:8000\n"
+        "  stream-scavenger run --cloud-assembly cdk.out --endpoint-url http://127.0.0.1:8000 \\\n"
+        "      --table MessagesABC123=messages --table StagingDEF456=staging  # existing\n\n"
         + EXIT_CODES,
         formatter_class=raw,
     )
@@ -248,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--app", help="the command that synthesizes your app, e.g. 'python app.py'")
     source.add_argument("--cloud-assembly", help="an already synthesized cdk.out directory")
     run.add_argument("--records", type=int, default=200, help="matching records (default 200)")
+    run.add_argument("--function", help="logical ID (prefix) of the function, with --table")
+    run.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        metavar="LOGICAL_ID=NAME",
+        help="use existing tables on --endpoint-url instead of creating and filling new ones: "
+        "drain the source's stream through the function and report",
+    )
     run.set_defaults(run=_run)
 
     invoke = commands.add_parser(
