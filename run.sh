@@ -5,6 +5,7 @@
 # and, for maintainers:
 #   ./run.sh snapshots               re-synthesize integ/ and rewrite its snapshots (no deploy)
 #   ./run.sh integ-deploy PROFILE    deploy integ/ to a sandbox account and run its assertions
+#   ./run.sh bench [options]         benchmarks (python -m benchmarks): table, docs/benchmarks.*
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -49,6 +50,11 @@ case "${1:-}" in
     setup
     .venv/bin/python -m pytest "$@"
     ;;
+  bench)
+    shift
+    setup
+    .venv/bin/python -m benchmarks "$@"
+    ;;
   snapshots)
     setup
     node_modules/.bin/integ-runner --directory integ --language python \
@@ -63,6 +69,6 @@ case "${1:-}" in
       --update-on-failed --force --profiles "$2" --parallel-regions "${AWS_REGION:-us-east-1}"
     ;;
   *)
-    die "usage: ./run.sh demo | ./run.sh test [pytest arguments] | ./run.sh snapshots | ./run.sh integ-deploy PROFILE"
+    die "usage: ./run.sh demo | ./run.sh test [pytest arguments] | ./run.sh snapshots | ./run.sh integ-deploy PROFILE | ./run.sh bench"
     ;;
 esac

@@ -53,6 +53,7 @@ def test_a_changed_template_fails_the_check(tmp_path: Path) -> None:
     copy = tmp_path / "integ"
     copy.mkdir()
     shutil.copy(ROOT / "integ" / "integ_article.py", copy)
+    shutil.copy(ROOT / "integ" / "checks.py", copy)
     shutil.copytree(
         ROOT / "integ" / "integ_article.py.snapshot", copy / "integ_article.py.snapshot"
     )

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "src", "tests", "examples", "integ", "scripts"],
-        ["ruff", "format", "--check", "src", "tests", "examples", "integ", "scripts"],
+        ["ruff", "check", "src", "tests", "examples", "integ", "scripts", "benchmarks"],
+        ["ruff", "format", "--check", "src", "tests", "examples", "integ", "scripts", "benchmarks"],
         ["mypy"],
         ["scripts/gen_api.py", "--check"],
     ],

@@ -1,0 +1,695 @@
+"""The benchmark run: synthesize, start the proxy, measure every series, derive the rest.
+
+Series:
+
+``library``
+    The handler of the synthesized asset of ``examples/app.py``, default settings
+    (8 requests in flight, chunks of 25).
+``per_record``
+    Powertools' ``BatchProcessor`` for DynamoDB streams, ``DeleteItem`` per record,
+    one record after the other (``benchmarks.alternatives.per_record``).
+``article``
+    The article's approach in Python: chunks of 25 without de-duplication, all sent at once,
+    unprocessed items not retried (``benchmarks.alternatives.article``).
+``limit``
+    Not run: ceil(distinct keys / 25) requests at the library's concurrency, each taking
+    the median latency of one 25-key ``BatchWriteItem`` measured through the same proxy in
+    the same run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import coldstart
+from benchmarks.events import distinct_keys, make_batch
+from benchmarks.proxy import LatencyProxy
+
+ROOT = Path(__file__).resolve().parent.parent
+APPROACHES = ("library", "per_record", "article")
+LABELS = {
+    "library": "this library",
+    "per_record": "per-record (Powertools)",
+    "article": "article's approach",
+    "limit": "limit",
+}
+CHUNK = 25
+#: Per-record deletes are repeated while repeat * records stays within this many records.
+PER_RECORD_BUDGET = 1000
+#: Warm-up invocations: enough distinct absent keys to open each approach's connections.
+WARMUP_RECORDS = {"library": 200, "per_record": 25, "article": 1250}
+MB_PER_GB = 1024
+#: Lambda gives a function the CPU of one vCPU at 1,769 MB, proportionally less below.
+LAMBDA_MB_PER_VCPU = 1769
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Settings:
+    latency_ms: float = 5.0
+    sizes: tuple[int, ...] = (100, 1000, 10000)
+    repeat: int = 5
+    import_rounds: int = 11
+    probe_samples: int = 31
+    #: Rounds of 100 requests of each kind sent to warm DynamoDB Local up before measuring.
+    warmup_rounds: int = 3
+    memory_mb: int = 256
+    seed: int = 7
+    #: Per-record runs above this many records are not run (None: no cap).
+    per_record_max: int | None = None
+    #: Per-record memory runs (tracemalloc, one more full pass) up to this many records.
+    per_record_memory_max: int | None = 1000
+    cold_import: bool = True
+    timeout_s: float = 60.0
+    concurrency: int = 8
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The example app's scavenger as synthesized."""
+
+    asset_dir: Path
+    handler: str
+    environment: Any  # FunctionDef, kept for resolved_environment
+    tables: list[str]
+    key_schema: list[dict[str, str]]
+    attribute_definitions: list[dict[str, str]]
+    timeout_s: int
+    concurrency: int
+    chunk: int
+
+
+def synthesize(out: Path) -> Target:
+    """``CDK_OUTDIR=out python examples/app.py`` and the scavenger it defines."""
+    from stream_scavenger.local.assembly import load_assembly
+
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "app.py")],
+        env={**os.environ, "CDK_OUTDIR": str(out)},
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (stack,) = load_assembly(out)
+    (function,) = stack.functions
+    target_ref = function.environment["SCAVENGER_TARGET_TABLE"]["Ref"]
+    props = stack.tables[target_ref].properties
+    config = json.loads(function.environment["SCAVENGER_CONFIG"])
+    return Target(
+        asset_dir=function.asset_dir,
+        handler=function.handler,
+        environment=function,
+        tables=list(stack.tables),
+        key_schema=props["KeySchema"],
+        attribute_definitions=props["AttributeDefinitions"],
+        timeout_s=function.timeout_s,
+        concurrency=int(config["max_concurrency"]),
+        chunk=CHUNK,
+    )
+
+
+def worker_env(proxy_url: str) -> dict[str, str]:
+    """AWS settings of every worker: dummy credentials, DynamoDB at the proxy, nothing else."""
+    return coldstart.sample_env(
+        {
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_ENDPOINT_URL_DYNAMODB": proxy_url,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
+
+
+_tables = itertools.count()
+
+
+def run_worker(
+    target: Target,
+    approach: str,
+    records: int,
+    duplicates: bool,
+    *,
+    direct_url: str,
+    proxy_url: str,
+    repeat: int,
+    measure_memory: bool,
+    seed: int,
+    timeout_s: float,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
+    """One measurement in a fresh ``python -m benchmarks.worker`` process."""
+    table = f"bench-{os.getpid()}-{next(_tables):03d}-{approach}-{records}"
+    if approach == "library":
+        env = target.environment.resolved_environment({lid: table for lid in target.tables})
+    else:
+        env = {"TARGET_TABLE": table}
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+        spec = {
+            "approach": approach,
+            "records": records,
+            "duplicates": duplicates,
+            "seed": seed,
+            "repeat": repeat,
+            "measure_memory": measure_memory,
+            "warmup_records": WARMUP_RECORDS[approach],
+            "table": table,
+            "key_schema": target.key_schema,
+            "attribute_definitions": target.attribute_definitions,
+            "direct_url": direct_url,
+            "proxy_url": proxy_url,
+            "asset_dir": str(target.asset_dir),
+            "handler": target.handler,
+            "env": env,
+            "timeout_s": timeout_s,
+            "server_pid": server_pid,
+            "proxy_pid": os.getpid(),  # the proxy runs in this process
+            "result": str(Path(tmp) / "result.json"),
+        }
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        stderr_path = Path(tmp) / "stderr.txt"
+        with stderr_path.open("wb") as stderr:
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks.worker", str(spec_path)],
+                cwd=ROOT,
+                env=worker_env(proxy_url),
+                stdout=subprocess.DEVNULL,  # the handlers' metric lines
+                stderr=stderr,
+                timeout=3600,
+                check=False,
+            )
+        if done.returncode != 0:
+            tail = stderr_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"benchmark worker {approach}/{records} failed:\n{tail}")
+        result: dict[str, Any] = json.loads(Path(spec["result"]).read_text())
+        return result
+
+
+def probe(
+    direct: Any, proxy_url: str, target: Target, samples: int, seed: int, tag: str
+) -> dict[str, list[float]]:
+    """Sequential single requests through the proxy: 25-key BatchWriteItem and DeleteItem."""
+    from benchmarks.worker import direct_client, fill
+
+    client = direct_client(proxy_url)
+    table = f"bench-{os.getpid()}-probe-{tag}"
+    direct.create_table(
+        TableName=table,
+        KeySchema=target.key_schema,
+        AttributeDefinitions=target.attribute_definitions,
+        BillingMode="PAY_PER_REQUEST",
+    )
+    warm = 3
+    try:
+        batch = make_batch((samples + warm) * CHUNK, False, seed=seed, tag=f"probe-{tag}")
+        fill(direct, table, batch.keys)
+        bwi: list[float] = []
+        for n in range(samples + warm):
+            chunk = batch.keys[n * CHUNK : (n + 1) * CHUNK]
+            started = time.perf_counter()
+            answer = client.batch_write_item(
+                RequestItems={table: [{"DeleteRequest": {"Key": k}} for k in chunk]}
+            )
+            elapsed = time.perf_counter() - started
+            assert not answer.get("UnprocessedItems")
+            if n >= warm:
+                bwi.append(elapsed)
+        single = batch.keys[: samples + warm]
+        fill(direct, table, single)
+        one: list[float] = []
+        for n, key in enumerate(single):
+            started = time.perf_counter()
+            client.delete_item(TableName=table, Key=key)
+            if n >= warm:
+                one.append(time.perf_counter() - started)
+    finally:
+        direct.delete_table(TableName=table)
+    return {"batch_write_25_s": bwi, "delete_item_s": one}
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model or platform.processor(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def run(settings: Settings, progress: Progress = print) -> dict[str, Any]:
+    """Everything, in one run; returns the results (see ``report`` for the table)."""
+    from stream_scavenger.local.dynamodb_local import DynamoDBLocal
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-synth-") as synth:
+        progress("synthesizing examples/app.py")
+        target = synthesize(Path(synth) / "cdk.out")
+        settings.concurrency = target.concurrency
+        progress(f"starting DynamoDB Local; proxy latency {settings.latency_ms:g} ms")
+        with (
+            DynamoDBLocal() as local,
+            LatencyProxy(local.endpoint_url, settings.latency_ms, max_seconds=3 * 3600) as proxy,
+        ):
+            server_pid = getattr(getattr(local, "_process", None), "pid", None)
+            results = measure(settings, target, local.endpoint_url, proxy.url, progress, server_pid)
+            results["proxy_totals"] = proxy.counts()
+    results["elapsed_s"] = time.monotonic() - started
+    return results
+
+
+def measure(
+    settings: Settings,
+    target: Target,
+    direct_url: str,
+    proxy_url: str,
+    progress: Progress,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
+    """All measurements against a running DynamoDB Local and proxy."""
+    from benchmarks.worker import direct_client
+
+    direct = direct_client(direct_url)
+    load_start = os.getloadavg()
+    progress("warming DynamoDB Local up (its JIT compiles while it serves the first requests)")
+    for n in range(settings.warmup_rounds):
+        probe(direct, proxy_url, target, 100, settings.seed, f"warm-up-{n}")
+    probes = [probe(direct, proxy_url, target, settings.probe_samples, settings.seed, "start")]
+    progress(
+        f"latency probe: {_ms(statistics.median(probes[0]['batch_write_25_s']))} per 25-key "
+        "BatchWriteItem"
+    )
+
+    runs: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for records in settings.sizes:
+        for duplicates in (False, True):
+            for approach in APPROACHES:
+                label = f"{LABELS[approach]}, {records} records, duplicates={duplicates}"
+                dup_note = " with duplicate keys" if duplicates else ""
+                if (
+                    approach == "per_record"
+                    and settings.per_record_max is not None
+                    and records > settings.per_record_max
+                ):
+                    skipped.append(
+                        {
+                            "approach": approach,
+                            "records": records,
+                            "duplicates": duplicates,
+                            "reason": f"per-record runs capped at "
+                            f"{settings.per_record_max} records",
+                        }
+                    )
+                    progress(f"skipped {label} (cap)")
+                    continue
+                repeat = min(settings.repeat, max(3, 20_000 // records))
+                memory = True
+                if approach == "per_record":
+                    repeat = max(1, min(settings.repeat, PER_RECORD_BUDGET // records))
+                    cap = settings.per_record_memory_max
+                    memory = cap is None or records <= cap
+                progress(f"running {label} (x{repeat}{', +memory' if memory else ''})")
+                result = run_worker(
+                    target,
+                    approach,
+                    records,
+                    duplicates,
+                    direct_url=direct_url,
+                    proxy_url=proxy_url,
+                    repeat=repeat,
+                    measure_memory=memory,
+                    seed=settings.seed,
+                    timeout_s=target.timeout_s,
+                    server_pid=server_pid,
+                )
+                if not memory:
+                    settings.notes.append(
+                        f"{LABELS[approach]}, {records} records{dup_note}: peak memory not "
+                        f"measured (per-record memory runs up to {settings.per_record_memory_max} "
+                        "records; --per-record-memory-max raises it)"
+                    )
+                runs.append(result)
+                progress(
+                    f"  {_ms(result['wall_s'])}, {result['reps'][0]['requests']} requests, "
+                    f"{result['reps'][0]['keys_left']} keys left"
+                    + (f", {result['reps'][0]['error'][:60]}" if result["reps"][0]["error"] else "")
+                )
+
+    for run in runs:
+        if run["wall_s"] > target.timeout_s:
+            settings.notes.append(
+                f"{LABELS[run['approach']]}, {run['records']} records"
+                f"{' with duplicate keys' if run['duplicates'] else ''}: "
+                f"{run['wall_s']:.0f} s, longer than the construct's default Lambda timeout "
+                f"({target.timeout_s} s); in Lambda this invocation would time out and be retried"
+            )
+    probes.append(probe(direct, proxy_url, target, settings.probe_samples, settings.seed, "end"))
+    bwi = [s for p in probes for s in p["batch_write_25_s"]]
+    single = [s for p in probes for s in p["delete_item_s"]]
+    latency = {
+        "batch_write_25_median_s": statistics.median(bwi),
+        "delete_item_median_s": statistics.median(single),
+        "batch_write_25_samples_s": bwi,
+        "delete_item_samples_s": single,
+    }
+
+    cold: dict[str, Any] = {}
+    if settings.cold_import:
+        progress(f"cold import, {settings.import_rounds} rounds")
+        function_env = target.environment.resolved_environment(
+            {lid: "bench" for lid in target.tables}
+        )
+        cold = coldstart.measure(
+            target.asset_dir,
+            function_env,
+            worker_env(proxy_url),
+            rounds=settings.import_rounds,
+        )
+
+    results: dict[str, Any] = {
+        "settings": {k: v for k, v in asdict(settings).items() if k != "notes"},
+        "notes": settings.notes,
+        "machine": machine(),
+        "load_average": {"start": load_start, "end": os.getloadavg()},
+        "target": {
+            "asset_dir": target.asset_dir.name,
+            "handler": target.handler,
+            "timeout_s": target.timeout_s,
+            "concurrency": target.concurrency,
+            "chunk": target.chunk,
+        },
+        "latency": latency,
+        "runs": runs,
+        "skipped": skipped,
+        "cold_import": cold,
+    }
+    results["limit"] = limit_series(settings.sizes, latency, target.concurrency)
+    results["rows"] = rows(results, settings)
+    results["ratios"] = ratios(results["rows"])
+    results["targets"] = targets(results, settings)
+    return results
+
+
+# -- derived numbers ---------------------------------------------------------------------------
+
+
+def limit_requests(distinct: int) -> int:
+    return math.ceil(distinct / CHUNK)
+
+
+def limit_wall(distinct: int, per_request_s: float, concurrency: int) -> float:
+    """ceil(distinct / 25) requests, ``concurrency`` at a time, each ``per_request_s``."""
+    return math.ceil(limit_requests(distinct) / concurrency) * per_request_s
+
+
+def limit_series(
+    sizes: Sequence[int], latency: dict[str, Any], concurrency: int
+) -> list[dict[str, Any]]:
+    per_request = latency["batch_write_25_median_s"]
+    out = []
+    for records in sizes:
+        for duplicates in (False, True):
+            distinct = distinct_keys(records, duplicates)
+            out.append(
+                {
+                    "approach": "limit",
+                    "records": records,
+                    "duplicates": duplicates,
+                    "distinct_keys": distinct,
+                    "requests": limit_requests(distinct),
+                    "wall_s": limit_wall(distinct, per_request, concurrency),
+                }
+            )
+    return out
+
+
+def gb_seconds_per_million(wall_s: float, records: int, memory_mb: int) -> float:
+    """Lambda GB-seconds per million records, at ``memory_mb``, billed for ``wall_s``."""
+    return wall_s * (memory_mb / MB_PER_GB) * 1_000_000 / records
+
+
+def lambda_duration_estimate(wall_s: float, cpu_s: float, memory_mb: int) -> float:
+    """A lower bound of the billed duration in Lambda at ``memory_mb``: the measured wall
+    time, or the handler's CPU time stretched to Lambda's CPU share, whichever is longer."""
+    share = min(1.0, memory_mb / LAMBDA_MB_PER_VCPU)
+    return max(wall_s, cpu_s / share)
+
+
+def rows(results: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    """One row per series, size and duplicates setting: the table's content."""
+    out = []
+    cores = results["machine"]["nproc"] or 1
+    for run in results["runs"]:
+        reps = run["reps"]
+        requests = sorted({r["requests"] for r in reps})
+        errors = sorted({r["error"].split(":")[0] for r in reps if r["error"]})
+        rejected = max(sum(r["proxy"]["errors"].values()) for r in reps)
+        spent = [run["cpu_s"], run["server_cpu_s"], run["proxy_cpu_s"]]
+        floor = sum(spent) / cores if None not in spent else None
+        keys_left = max(r["keys_left"] for r in reps)
+        failed = bool(errors) or keys_left > 0
+        out.append(
+            {
+                "approach": run["approach"],
+                "records": run["records"],
+                "duplicates": run["duplicates"],
+                "distinct_keys": run["distinct_keys"],
+                "repeat": run["repeat"],
+                "wall_s": run["wall_s"],
+                "requests": requests[-1],
+                "requests_varied": len(requests) > 1,
+                "rejected_requests": rejected,
+                "all_deleted": keys_left == 0,
+                "keys_left": keys_left,
+                "error": errors[0] if errors else None,
+                "error_message": next((r["error"] for r in reps if r["error"]), None),
+                "cpu_us_per_record": run["cpu_s"] / run["records"] * 1e6,
+                "own_cpu_us_per_record": None
+                if run.get("own_cpu_s") is None
+                else run["own_cpu_s"] / run["records"] * 1e6,
+                "server_cpu_s": run["server_cpu_s"],
+                "proxy_cpu_s": run["proxy_cpu_s"],
+                "machine_floor_s": floor,
+                "peak_bytes": run["peak_bytes"],
+                "event_bytes": run["event_bytes"],
+                "own_peak_bytes": run.get("own_peak_bytes"),
+                "gb_s_per_million": None
+                if failed
+                else gb_seconds_per_million(run["wall_s"], run["records"], settings.memory_mb),
+                "gb_s_per_million_cpu_share": None
+                if failed
+                else gb_seconds_per_million(
+                    lambda_duration_estimate(run["wall_s"], run["cpu_s"], settings.memory_mb),
+                    run["records"],
+                    settings.memory_mb,
+                ),
+            }
+        )
+    for limit in results["limit"]:
+        out.append(
+            {
+                **limit,
+                "all_deleted": None,
+                "gb_s_per_million": gb_seconds_per_million(
+                    limit["wall_s"], limit["records"], settings.memory_mb
+                ),
+                "gb_s_per_million_cpu_share": None,
+            }
+        )
+    order = {name: i for i, name in enumerate((*APPROACHES, "limit"))}
+    out.sort(key=lambda r: (r["records"], r["duplicates"], order[r["approach"]]))
+    return out
+
+
+def find(rows_: list[dict[str, Any]], approach: str, records: int, duplicates: bool) -> Any:
+    for row in rows_:
+        if (row["approach"], row["records"], row["duplicates"]) == (approach, records, duplicates):
+            return row
+    return None
+
+
+def ratios(rows_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Wall-time and request ratios of one run, per size and duplicates setting."""
+    out = []
+    for records, duplicates in sorted({(r["records"], r["duplicates"]) for r in rows_}):
+        lib = find(rows_, "library", records, duplicates)
+        per = find(rows_, "per_record", records, duplicates)
+        art = find(rows_, "article", records, duplicates)
+        lim = find(rows_, "limit", records, duplicates)
+        if lib is None:
+            continue
+        out.append(
+            {
+                "records": records,
+                "duplicates": duplicates,
+                "per_record_over_library": per["wall_s"] / lib["wall_s"] if per else None,
+                "library_over_limit": lib["wall_s"] / lim["wall_s"] if lim else None,
+                "library_over_machine_floor": lib["wall_s"] / lib["machine_floor_s"]
+                if lib.get("machine_floor_s")
+                else None,
+                "article_over_library": art["wall_s"] / lib["wall_s"]
+                if art and art["all_deleted"] and not art["error"]
+                else None,
+                "per_record_requests_over_library": per["requests"] / lib["requests"]
+                if per
+                else None,
+            }
+        )
+    return out
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+def targets(results: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    """The issue's targets, each PASS, MISS or n/a (not measured), with the measured values."""
+    rows_ = results["rows"]
+    out: list[dict[str, Any]] = []
+
+    libs = [r for r in rows_ if r["approach"] == "library"]
+    exact = [
+        r["requests"] == limit_requests(r["distinct_keys"]) and not r["requests_varied"]
+        for r in libs
+    ]
+    out.append(
+        {
+            "target": "requests = ceil(distinct keys / 25) exactly, without faults (library)",
+            "verdict": _verdict(all(exact) if libs else None),
+            "measured": ", ".join(
+                f"{r['records']}{'d' if r['duplicates'] else ''}: {r['requests']}"
+                f"/{limit_requests(r['distinct_keys'])}"
+                for r in libs
+            ),
+        }
+    )
+
+    for duplicates in (False, True):
+        suffix = " (with duplicate keys)" if duplicates else ""
+        at_1000 = (
+            x for x in results["ratios"] if (x["records"], x["duplicates"]) == (1000, duplicates)
+        )
+        ratio = next(at_1000, None)
+        fast = ratio["per_record_over_library"] if ratio else None
+        near = ratio["library_over_limit"] if ratio else None
+        out.append(
+            {
+                "target": f"1,000 records: >= 50x faster than per-record deletes{suffix}",
+                "verdict": _verdict(None if fast is None else fast >= 50),
+                "measured": "not measured" if fast is None else f"{fast:.1f}x",
+            }
+        )
+        out.append(
+            {
+                "target": f"1,000 records: within 1.5x the limit{suffix}",
+                "verdict": _verdict(None if near is None else near <= 1.5),
+                "measured": "not measured" if near is None else f"{near:.2f}x the limit",
+            }
+        )
+
+    for r in libs:
+        if r["duplicates"]:
+            continue
+        cpu = r["cpu_us_per_record"]
+        out.append(
+            {
+                "target": f"handler CPU <= 15 us/record, {r['records']} records",
+                "verdict": _verdict(cpu <= 15),
+                "measured": f"{cpu:.1f} us/record",
+            }
+        )
+
+    cold = results.get("cold_import") or {}
+    boto = cold.get("import boto3")
+    paired = cold.get(coldstart.PAIRED)
+    plain = cold.get("library: import scavenger.handler (no .pyc, as in Lambda)")
+    cached = cold.get("library: import scavenger.handler (.pyc cached)")
+    if boto and paired and plain and cached:
+        q1, _, q3 = paired["ratio_quartiles"]
+        out.append(
+            {
+                "target": "cold import <= 1.15x `import boto3` (no .pyc, as in Lambda)",
+                "verdict": _verdict(paired["ratio_median"] <= 1.15),
+                "measured": f"{paired['ratio_median']:.2f}x paired in one process "
+                f"(quartiles {q1:.2f}-{q3:.2f}); separate processes: "
+                f"{plain['median_s'] / boto['median_s']:.2f}x, "
+                f"with .pyc cached {cached['median_s'] / boto['median_s']:.2f}x",
+            }
+        )
+    else:
+        out.append(
+            {
+                "target": "cold import <= 1.15x `import boto3`",
+                "verdict": "n/a",
+                "measured": "not measured",
+            }
+        )
+
+    for r in libs:
+        if r["duplicates"] or r["peak_bytes"] is None:
+            continue
+        times = r["peak_bytes"] / r["event_bytes"]
+        out.append(
+            {
+                "target": f"peak memory <= 3x the event's size, {r['records']} records",
+                "verdict": _verdict(times <= 3),
+                "measured": f"{times:.2f}x ({_kib(r['peak_bytes'])} peak, "
+                f"{_kib(r['event_bytes'])} event)",
+            }
+        )
+
+    articles = [r for r in rows_ if r["approach"] == "article" and r["duplicates"]]
+    shown = [
+        r["error"] == "ClientError" and "ValidationException" in (r["error_message"] or "")
+        for r in articles
+    ]
+    out.append(
+        {
+            "target": "the article's approach shown failing on duplicate keys",
+            "verdict": _verdict(all(shown) if articles else None),
+            "measured": "; ".join(
+                f"{r['records']}: {r['rejected_requests']}/{r['requests']} requests rejected, "
+                f"{r['keys_left']} keys left, invocation failed"
+                if r["error"]
+                else f"{r['records']}: did not fail"
+                for r in articles
+            ),
+        }
+    )
+    return out
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _kib(size: float) -> str:
+    return f"{size / 1024:.0f} KiB"

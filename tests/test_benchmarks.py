@@ -1,0 +1,159 @@
+"""A small, fast run of the benchmark suite (``python -m benchmarks``), so it does not rot.
+
+100 records per batch, 1 ms of proxy latency, one timed call per series, one round of the
+cold-import timing. Asserts correctness only (request counts, every key deleted, the
+article's approach failing on duplicate keys, the outputs written), never time.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import coldstart, report, suite  # noqa: E402
+from benchmarks.events import DUPLICATE_SHARE, distinct_keys, make_batch  # noqa: E402
+from benchmarks.proxy import LatencyProxy, read_counts  # noqa: E402
+from benchmarks.worker import direct_client  # noqa: E402
+
+pytestmark = pytest.mark.ddb
+RECORDS = 100
+
+
+@pytest.fixture(scope="module")
+def results(ddb_local: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    settings = suite.Settings(
+        latency_ms=1.0,
+        sizes=(RECORDS,),
+        repeat=1,
+        import_rounds=1,
+        probe_samples=5,
+        warmup_rounds=0,
+    )
+    target = suite.synthesize(tmp_path_factory.mktemp("bench") / "cdk.out")
+    server_pid = getattr(getattr(ddb_local, "_process", None), "pid", None)
+    with LatencyProxy(ddb_local.endpoint_url, settings.latency_ms, max_seconds=600) as proxy:
+        return suite.measure(
+            settings, target, ddb_local.endpoint_url, proxy.url, lambda _: None, server_pid
+        )
+
+
+def row(results: dict[str, Any], approach: str, duplicates: bool) -> dict[str, Any]:
+    found = suite.find(results["rows"], approach, RECORDS, duplicates)
+    assert found is not None, (approach, duplicates)
+    return found
+
+
+def run_of(results: dict[str, Any], approach: str, duplicates: bool) -> dict[str, Any]:
+    (found,) = [
+        r
+        for r in results["runs"]
+        if (r["approach"], r["records"], r["duplicates"]) == (approach, RECORDS, duplicates)
+    ]
+    return found
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_library_sends_exactly_the_limit_and_deletes_every_key(
+    results: dict[str, Any], duplicates: bool
+) -> None:
+    lib = row(results, "library", duplicates)
+    limit = row(results, "limit", duplicates)
+    assert lib["distinct_keys"] == distinct_keys(RECORDS, duplicates)
+    assert lib["requests"] == limit["requests"] == math.ceil(lib["distinct_keys"] / 25)
+    assert lib["all_deleted"] and lib["keys_left"] == 0 and lib["error"] is None
+    for rep in run_of(results, "library", duplicates)["reps"]:
+        assert rep["proxy"]["operations"] == {"BatchWriteItem": limit["requests"]}
+        assert rep["proxy"]["errors"] == {}
+        assert rep["reported"] == 0
+    assert lib["peak_bytes"] > 0 and lib["own_peak_bytes"] > 0
+    assert lib["own_cpu_us_per_record"] > 0
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_per_record_deletes_every_key_one_request_per_record(
+    results: dict[str, Any], duplicates: bool
+) -> None:
+    per = row(results, "per_record", duplicates)
+    assert per["all_deleted"] and per["error"] is None
+    (rep,) = run_of(results, "per_record", duplicates)["reps"]
+    assert rep["proxy"]["operations"] == {"DeleteItem": RECORDS}
+    assert rep["reported"] == 0
+
+
+def test_article_deletes_every_key_without_duplicates(results: dict[str, Any]) -> None:
+    art = row(results, "article", False)
+    assert art["all_deleted"] and art["error"] is None
+    assert art["requests"] == math.ceil(RECORDS / 25)
+
+
+def test_article_fails_on_duplicate_keys_and_it_is_shown(results: dict[str, Any]) -> None:
+    art = row(results, "article", True)
+    assert art["error"] == "ClientError"
+    assert "ValidationException" in art["error_message"]
+    assert not art["all_deleted"] and art["keys_left"] > 0
+    assert art["gb_s_per_million"] is None  # no cost is shown for a run that failed
+    (rep,) = run_of(results, "article", True)["reps"]
+    # No de-duplication: one request per 25 records, duplicates included.
+    assert rep["proxy"]["operations"] == {"BatchWriteItem": math.ceil(RECORDS / 25)}
+    assert rep["proxy"]["errors"]["BatchWriteItem:ValidationException"] >= 1
+    verdicts = {t["target"]: t["verdict"] for t in results["targets"]}
+    assert verdicts["the article's approach shown failing on duplicate keys"] == "PASS"
+
+
+def test_targets_are_reported_not_asserted(results: dict[str, Any]) -> None:
+    verdicts = {t["target"]: t["verdict"] for t in results["targets"]}
+    exact = "requests = ceil(distinct keys / 25) exactly, without faults (library)"
+    assert verdicts[exact] == "PASS"
+    assert set(verdicts.values()) <= {"PASS", "MISS", "n/a"}
+    cold = results["cold_import"]
+    assert cold["import boto3"]["median_s"] > 0
+    assert len(cold) == 8 and all(v["median_s"] > 0 for v in cold.values())
+    assert cold[coldstart.PAIRED]["ratio_median"] > 0
+
+
+def test_outputs_are_written(results: dict[str, Any], tmp_path: Path) -> None:
+    text = report.text(results)
+    assert "| this library | 100 |" in text and "Targets:" in text
+    report.write_json(results, tmp_path / "benchmarks.json")
+    report.plot(results, tmp_path / "benchmarks.png")
+    assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "benchmarks.json").stat().st_size > 0
+
+
+def test_batches_are_reproducible_with_the_stated_duplicate_share() -> None:
+    plain, dup = make_batch(1000, False, seed=1), make_batch(1000, True, seed=1)
+    assert (plain.records, plain.distinct) == (1000, 1000)
+    assert (dup.records, dup.distinct) == (1000, 1000 - round(1000 * DUPLICATE_SHARE))
+    assert make_batch(1000, True, seed=1).payload() == dup.payload()
+    sequence = [int(r["dynamodb"]["SequenceNumber"]) for r in dup.event["Records"]]
+    assert sequence == sorted(sequence)
+    keys = {str(r["dynamodb"]["Keys"]) for r in dup.event["Records"]}
+    assert len(keys) == dup.distinct
+
+
+def test_limit_is_waves_of_the_single_request_latency() -> None:
+    assert suite.limit_requests(1000) == 40
+    assert suite.limit_wall(1000, 0.01, 8) == pytest.approx(5 * 0.01)
+    assert suite.limit_wall(800, 0.01, 8) == pytest.approx(4 * 0.01)
+    assert suite.gb_seconds_per_million(1.0, 1000, 256) == pytest.approx(250.0)
+
+
+def test_proxy_counts_and_refuses_anything_but_loopback(ddb_local: Any) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        LatencyProxy("http://192.0.2.1:8000")
+    with LatencyProxy(ddb_local.endpoint_url, latency_ms=0, max_requests=1) as proxy:
+        client = direct_client(proxy.url)
+        client.list_tables(Limit=1)
+        with pytest.raises(Exception):  # noqa: B017 - the request budget is exhausted
+            client.list_tables(Limit=1)
+        counts = read_counts(proxy.url)
+    assert counts["operations"] == {"ListTables": 1}
+    assert counts["statuses"] == {"ListTables:200": 1}
