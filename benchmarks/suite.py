@@ -278,7 +278,7 @@ def run(settings: Settings, progress: Progress = print) -> dict[str, Any]:
             DynamoDBLocal() as local,
             LatencyProxy(local.endpoint_url, settings.latency_ms, max_seconds=3 * 3600) as proxy,
         ):
-            server_pid = getattr(getattr(local, "_process", None), "pid", None)
+            server_pid = local.pid
             results = measure(settings, target, local.endpoint_url, proxy.url, progress, server_pid)
             results["proxy_totals"] = proxy.counts()
     results["elapsed_s"] = time.monotonic() - started

@@ -38,7 +38,7 @@ def results(ddb_local: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         warmup_rounds=0,
     )
     target = suite.synthesize(tmp_path_factory.mktemp("bench") / "cdk.out")
-    server_pid = getattr(getattr(ddb_local, "_process", None), "pid", None)
+    server_pid = ddb_local.pid
     with LatencyProxy(ddb_local.endpoint_url, settings.latency_ms, max_seconds=600) as proxy:
         return suite.measure(
             settings, target, ddb_local.endpoint_url, proxy.url, lambda _: None, server_pid

@@ -118,6 +118,11 @@ class DynamoDBLocal:
                     ) from None
                 time.sleep(0.2)
 
+    @property
+    def pid(self) -> int | None:
+        """The Java process's ID while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self._process else None
+
     def stop(self) -> None:
         """Stop the process."""
         if self._process and self._process.poll() is None:
