@@ -49,12 +49,25 @@ class _Endpoint:
 
 
 def _progress(total: int) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """A progress bar that appears with the first batch (not during the set-up before it)."""
     try:
         from tqdm import tqdm
     except ImportError:  # the progress bar is a nicety of the `local` extra
         return (lambda n: None), (lambda: None)
-    bar = tqdm(total=total, unit="rec", desc="scavenging", file=sys.stderr, leave=False)
-    return bar.update, bar.close
+    bars: list[Any] = []
+
+    def update(records: int) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=total, unit="rec", desc="scavenging", file=sys.stderr, leave=False)
+            )
+        bars[0].update(records)
+
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return update, close
 
 
 def _print_reports(reports: list[CheckReport]) -> None:
