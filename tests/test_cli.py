@@ -26,6 +26,33 @@ def assembly() -> Path:
     return synthesize([sys.executable, str(example_app())])
 
 
+def example_table_ids(assembly: Path) -> tuple[str, str]:
+    """Logical IDs of the example app's Messages and Staging tables."""
+    template = json.loads(next(assembly.glob("*.template.json")).read_text())
+    tables = [k for k, r in template["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"]
+    (messages_id,) = [t for t in tables if t.startswith("Messages")]
+    (staging_id,) = [t for t in tables if t.startswith("Staging")]
+    return messages_id, staging_id
+
+
+def create_example_table(ddb: Any, name: str, stream: bool = False) -> None:
+    """A table keyed like the example app's (messageId S, createdAt N)."""
+    extra = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}}
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "messageId", "KeyType": "HASH"},
+            {"AttributeName": "createdAt", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "messageId", "AttributeType": "S"},
+            {"AttributeName": "createdAt", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        **(extra if stream else {}),
+    )
+
+
 def summary_row(out: str) -> list[str]:
     (header, row) = [line.split() for line in out.strip().splitlines()[-2:]]
     assert header[0] == "scavenger"
@@ -77,25 +104,8 @@ def test_invoke_prints_the_functions_response(
     assembly: Path, tmp_path: Path, ddb_local: Any, ddb: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     staging = "invoke-staging"
-    (stack_manifest,) = [p for p in assembly.glob("*.template.json")]
-    tables = [
-        k
-        for k, r in json.loads(stack_manifest.read_text())["Resources"].items()
-        if r["Type"] == "AWS::DynamoDB::Table"
-    ]
-    (staging_id,) = [t for t in tables if t.startswith("Staging")]
-    ddb.create_table(
-        TableName=staging,
-        KeySchema=[
-            {"AttributeName": "messageId", "KeyType": "HASH"},
-            {"AttributeName": "createdAt", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "messageId", "AttributeType": "S"},
-            {"AttributeName": "createdAt", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    _, staging_id = example_table_ids(assembly)
+    create_example_table(ddb, staging)
     ddb.put_item(TableName=staging, Item={"messageId": {"S": "m1"}, "createdAt": {"N": "5"}})
     event_file = tmp_path / "event.json"
     event_file.write_text(
@@ -185,22 +195,9 @@ def test_run_drains_existing_tables_on_an_endpoint(
     assembly: Path, ddb_local: Any, ddb: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With --table, nothing is created or filled: the existing stream is drained."""
-    template = json.loads(next(assembly.glob("*.template.json")).read_text())
-    tables = [k for k, r in template["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"]
-    (messages_id,) = [t for t in tables if t.startswith("Messages")]
-    (staging_id,) = [t for t in tables if t.startswith("Staging")]
-    key = [
-        {"AttributeName": "messageId", "KeyType": "HASH"},
-        {"AttributeName": "createdAt", "KeyType": "RANGE"},
-    ]
-    attrs = [
-        {"AttributeName": "messageId", "AttributeType": "S"},
-        {"AttributeName": "createdAt", "AttributeType": "N"},
-    ]
-    for name, stream in (("existing-messages", True), ("existing-staging", False)):
-        extra = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}}
-        ddb.create_table(TableName=name, KeySchema=key, AttributeDefinitions=attrs,
-                         BillingMode="PAY_PER_REQUEST", **(extra if stream else {}))  # fmt: skip
+    messages_id, staging_id = example_table_ids(assembly)
+    create_example_table(ddb, "existing-messages", stream=True)
+    create_example_table(ddb, "existing-staging")
     for i in range(7):
         item = {"messageId": {"S": f"e{i}"}, "createdAt": {"N": str(i)}}
         ddb.put_item(TableName="existing-staging", Item=item)

@@ -175,7 +175,7 @@ def check_function(
         {**environment, "AWS_ENDPOINT_URL_DYNAMODB": endpoint_url},
         function_name=function.logical_id,
         timeout_s=function.timeout_s,
-        stderr=open(os.devnull, "w") if not os.environ.get("SCAVENGER_CHECK_LOGS") else sys.stderr,  # noqa: SIM115
+        stderr=sys.stderr if os.environ.get("SCAVENGER_CHECK_LOGS") else subprocess.DEVNULL,
     ) as invoker:
         mapping = LocalEventSourceMapping(
             streams,
