@@ -140,6 +140,8 @@ def construct_section() -> list[str]:
         "",
         "```python",
         "StreamScavenger(scope: Construct, id: str, *, source_table, target_table, **options)",
+        "StreamScavenger(scope: Construct, id: str, *, source_table, "
+        "targets=[ScavengerTarget(...), ...], **options)",
         "```",
         "",
     ]
@@ -164,6 +166,29 @@ def construct_section() -> list[str]:
     ]
     out += [f"| `{cell(sig)}` | {cell(text)} |" for sig, text in methods(cls)]
     return out + [""]
+
+
+def target_section() -> list[str]:
+    module = parse("targets.py")
+    cls = find_class(module, "ScavengerTarget")
+    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    out = [
+        "## `stream_scavenger.ScavengerTarget`",
+        "",
+        doc(cls),
+        "",
+        "```python",
+        "ScavengerTarget(table: ITable, *, key_mapping=None, event_names=None)",
+        "```",
+        "",
+    ]
+    out += signature_table(init, constants(module)) + [""]
+    out += [
+        "The construct's `targets` attribute holds each target resolved: `table`, the complete "
+        "`key_mapping`, `event_names` and the table's key `schema` (None when imported).",
+        "",
+    ]
+    return out
 
 
 def thresholds_section() -> list[str]:
@@ -248,6 +273,12 @@ def contract_section() -> list[str]:
     ]
     out += ["", "| method | meaning |", "| --- | --- |"]
     out += [f"| `{cell(sig)}` | {cell(text)} |" for sig, text in methods(cls)]
+    target = find_class(module, "TargetConfig")
+    out += ["", "### `TargetConfig`", "", doc(target), "", "| field | type | default |"]
+    out += ["| --- | --- | --- |"]
+    out += [
+        f"| `{n}` | `{cell(t)}` | `{cell(consts.get(d, d))}` |" for n, t, d, _ in field_docs(target)
+    ]
     out += [
         "",
         "### Metrics",
@@ -260,6 +291,14 @@ def contract_section() -> list[str]:
         "| --- | --- |",
     ]
     out += [f"| `{name}` | {unit} |" for name, unit in metrics.items()]
+    per_target = ast.literal_eval(consts["TARGET_METRICS"])
+    out += [
+        "",
+        "With several targets, one more line per target carries "
+        + ", ".join(f"`{m}`" for m in per_target)
+        + f" with the dimensions `{ast.literal_eval(consts['METRICS_DIMENSION'])}` and "
+        f"`{ast.literal_eval(consts['TARGET_DIMENSION'])}` (the table's name).",
+    ]
     handler = parse("runtime/scavenger/handler.py")
     out += [
         "",
@@ -319,6 +358,7 @@ def render() -> str:
     ]
     for section in (
         construct_section,
+        target_section,
         thresholds_section,
         event_name_section,
         error_section,

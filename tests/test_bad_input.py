@@ -114,7 +114,7 @@ def corpus_table(ddb: Any) -> str:
 
 
 def scavenger(ddb: Any, table: str, **kw: Any) -> tuple[Scavenger, CountingClient]:
-    config = ScavengerConfig(
+    config = ScavengerConfig.single(
         target_table=table,
         key_mapping={"pk": "pk", "sk": "sk"},
         key_types={"pk": "S", "sk": "N"},
@@ -173,7 +173,7 @@ def test_events_without_records_do_nothing_and_do_not_fail(
 def test_sort_key_limit_is_1024_bytes(ddb: Any, make_table: Any) -> None:
     table = make_table({"pk": "S", "sk": "S"})
     put_items(ddb, table, [{"pk": "a", "sk": "s" * 1024}])
-    config = ScavengerConfig(
+    config = ScavengerConfig.single(
         target_table=table,
         key_mapping={"pk": "pk", "sk": "sk"},
         key_types={"pk": "S", "sk": "S"},
@@ -201,7 +201,7 @@ def test_bad_binary_keys_are_unmappable(ddb: Any, make_table: Any, value: str) -
     table = make_table({"pk": "B"})
     put_items(ddb, table, [{"pk": b"ok"}])
     scav = Scavenger(
-        ScavengerConfig(target_table=table, key_mapping={"pk": "pk"}, key_types={"pk": "B"}),
+        ScavengerConfig.single(target_table=table, key_mapping={"pk": "pk"}, key_types={"pk": "B"}),
         ddb,
         sleep=lambda s: None,
     )
@@ -227,7 +227,9 @@ def test_a_6_mb_event_is_processed_whole(ddb: Any, make_table: Any) -> None:
     put_items(ddb, table, [{"pk": k} for k in keys])
     records = [record("INSERT", {"pk": k}, new={"pk": k, "blob": BIG_IMAGE}) for k in keys]
     scav = Scavenger(
-        ScavengerConfig(target_table=table, key_mapping={"pk": "pk"}), ddb, sleep=lambda s: None
+        ScavengerConfig.single(target_table=table, key_mapping={"pk": "pk"}),
+        ddb,
+        sleep=lambda s: None,
     )
     import json
 

@@ -89,7 +89,7 @@ def test_the_runtime_makes_no_request_and_counts_what_it_would_delete(
     table = make_table({"id": "S"})
     put_items(ddb, table, [{"id": f"k{i}"} for i in range(30)])
     client = CountingClient(ddb)
-    config = ScavengerConfig(target_table=table, key_mapping={"id": "id"}, dry_run=True)
+    config = ScavengerConfig.single(target_table=table, key_mapping={"id": "id"}, dry_run=True)
     batch = event(
         *[record("INSERT", {"id": f"k{i % 30}"}) for i in range(40)], record("INSERT", {"x": "y"})
     )

@@ -73,7 +73,7 @@ class FakeTime:
 def scavenger(
     proxy: FaultProxy, table: str, *, sleep: Any = lambda s: None, rng: Any = None, **kw: Any
 ) -> Scavenger:
-    config = ScavengerConfig(target_table=table, key_mapping={"pk": "pk"}, **kw)
+    config = ScavengerConfig.single(target_table=table, key_mapping={"pk": "pk"}, **kw)
     client = make_client(
         config,
         endpoint_url=proxy.url,

@@ -121,12 +121,12 @@ def test_templates_render_numbers_as_dynamodb_stores_them(ddb: Any, make_table: 
             {"pk": "{m3}", "sk": "MSG#7"},
         ],
     )
-    config = ScavengerConfig(
+    config = ScavengerConfig.single(
         target_table=table,
         key_mapping={"pk": "STAGING#{messageId}", "sk": "MSG#{createdAt}"},
         sort_key="sk",
     )
-    other = ScavengerConfig(
+    other = ScavengerConfig.single(
         target_table=table,
         key_mapping={"pk": "{{{messageId}}}", "sk": "MSG#{createdAt}"},
         sort_key="sk",
@@ -151,7 +151,7 @@ def test_templates_render_numbers_as_dynamodb_stores_them(ddb: Any, make_table: 
 @pytest.mark.ddb
 def test_unrenderable_values_are_unmappable(ddb: Any, make_table: Any) -> None:
     table = make_table({"pk": "S"})
-    config = ScavengerConfig(target_table=table, key_mapping={"pk": "X#{ref}"})
+    config = ScavengerConfig.single(target_table=table, key_mapping={"pk": "X#{ref}"})
     scav = Scavenger(config, ddb)
     batch = event(
         record("INSERT", {"id": "1"}, new={"ref": b"binary"}),

@@ -240,7 +240,7 @@ def test_emf_counts_match_what_happened(
         record("MODIFY", {"pk": "k55"}),
         record("INSERT", {"nope": "x"}),
     ]  # skipped, unmappable
-    config = ScavengerConfig(target_table=table, key_mapping={"pk": "pk"})
+    config = ScavengerConfig.single(target_table=table, key_mapping={"pk": "pk"})
     with FaultProxy(ddb_local.endpoint_url, first(2, Fault.error("ThrottlingException"))) as proxy:
         client = make_client(
             config,
@@ -275,7 +275,7 @@ def test_logs_carry_no_item_values_unless_asked(
     table = make_table({"pk": "S"})
     secret = "customer-4711-secret"
     batch = event(record("INSERT", {"pk": secret}), record("INSERT", {"other": secret}))
-    quiet = ScavengerConfig(target_table=table, key_mapping={"pk": "pk"})
+    quiet = ScavengerConfig.single(target_table=table, key_mapping={"pk": "pk"})
     capfd.readouterr()
     Scavenger(quiet, ddb).handle(batch, Context())
     out = capfd.readouterr()
@@ -284,6 +284,6 @@ def test_logs_carry_no_item_values_unless_asked(
     assert len(summaries) == 1 and summaries[0]["summary"]["matched"] == 1
 
     monkeypatch.setattr(handler_module.log, "level", 10)  # DEBUG, as log_level="DEBUG" sets it
-    loud = ScavengerConfig(target_table=table, key_mapping={"pk": "pk"}, log_items=True)
+    loud = ScavengerConfig.single(target_table=table, key_mapping={"pk": "pk"}, log_items=True)
     Scavenger(loud, ddb).handle(batch, Context())
     assert re.search(secret, capfd.readouterr().err)

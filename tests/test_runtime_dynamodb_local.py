@@ -18,7 +18,7 @@ def scavenger(
     ddb: Any, table: str, mapping: dict[str, str], **kw: Any
 ) -> tuple[Scavenger, CountingClient]:
     client = CountingClient(ddb)
-    config = ScavengerConfig(target_table=table, key_mapping=mapping, **kw)
+    config = ScavengerConfig.single(target_table=table, key_mapping=mapping, **kw)
     return Scavenger(config, client, sleep=lambda s: None), client
 
 
@@ -193,7 +193,7 @@ def test_keys_not_deleted_are_reported_from_the_lowest_sequence_number(
                 )
             return super().batch_write_item(**kwargs)
 
-    config = ScavengerConfig(target_table=target, key_mapping={"pk": "pk"})
+    config = ScavengerConfig.single(target_table=target, key_mapping={"pk": "pk"})
     response = Scavenger(config, RefusesSecondChunk(ddb), sleep=lambda s: None).handle(
         event(*records), Context()
     )

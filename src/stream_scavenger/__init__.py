@@ -17,9 +17,16 @@ if TYPE_CHECKING:
     from .alarms import AlarmThresholds
     from .construct import StreamScavenger
     from .events import EventName
+    from .targets import ScavengerTarget
     from .validation import ScavengerConfigError
 
-__all__ = ["AlarmThresholds", "EventName", "ScavengerConfigError", "StreamScavenger"]
+__all__ = [
+    "AlarmThresholds",
+    "EventName",
+    "ScavengerConfigError",
+    "ScavengerTarget",
+    "StreamScavenger",
+]
 __version__ = "0.1.0"
 
 _HOMES = {
@@ -27,6 +34,7 @@ _HOMES = {
     "StreamScavenger": ".construct",
     "EventName": ".events",
     "ScavengerConfigError": ".validation",
+    "ScavengerTarget": ".targets",
 }
 
 

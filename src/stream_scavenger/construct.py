@@ -21,17 +21,19 @@ from constructs import Construct
 from . import compliance
 from .alarms import PERIOD, AlarmThresholds, create_alarms
 from .dashboard import create_dashboard
-from .events import EventName, normalize_event_names
+from .events import EventName
 from .filters import images_in_filters, merge_filters
-from .key_mapping import check_templates, resolve_key_mapping
 from .runtime.scavenger.config import (
     METRICS,
     METRICS_DIMENSION,
     METRICS_NAMESPACE,
+    TARGET_DIMENSION,
+    TARGET_METRICS,
     ScavengerConfig,
 )
 from .streams import bind_stream, required_images
 from .tables import key_schema_of
+from .targets import ResolvedTarget, ScavengerTarget, resolve_targets, same_table
 from .validation import ScavengerConfigError, check_duration, check_int
 
 #: The directory shipped as the function's code: the ``scavenger`` package only.
@@ -55,7 +57,8 @@ class StreamScavenger(Construct):
     Enables the source's DynamoDB stream with the smallest view type that
     works, and wires it to a bundled Lambda function that deletes the matching
     target keys with ``BatchWriteItem``, reporting partial batch failures so no
-    record whose key was not deleted is acknowledged.
+    record whose key was not deleted is acknowledged. With ``targets=`` one
+    function and one event source mapping clean up several tables.
     """
 
     #: The scavenger Lambda function.
@@ -74,9 +77,9 @@ class StreamScavenger(Construct):
     stream_view_type: dynamodb.StreamViewType | None
     #: The source stream's ARN.
     stream_arn: str
-    #: Target key attribute -> source attribute, complete.
-    key_mapping: dict[str, str]
-    #: The stream events that trigger deletes.
+    #: The tables deleted from, each with its complete key mapping and event names.
+    targets: list[ResolvedTarget]
+    #: The stream events that trigger deletes (in any target).
     event_names: list[EventName]
     #: The alarms created, by threshold name (see :class:`AlarmThresholds`).
     alarms: dict[str, cloudwatch.Alarm]
@@ -91,7 +94,8 @@ class StreamScavenger(Construct):
         id: str,
         *,
         source_table: dynamodb.ITable,
-        target_table: dynamodb.ITable,
+        target_table: dynamodb.ITable | None = None,
+        targets: Sequence[ScavengerTarget] | None = None,
         key_mapping: Mapping[str, str] | None = None,
         event_names: Sequence[EventName | str] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -118,11 +122,17 @@ class StreamScavenger(Construct):
 
         :param source_table: Table whose stream triggers deletes: a ``Table`` or ``TableV2``
             of this app, or an imported table that carries its stream ARN.
-        :param target_table: Table whose items are deleted.
+        :param target_table: Table whose items are deleted. Either this or ``targets``.
+        :param targets: Several tables to delete from, ``[ScavengerTarget(table,
+            key_mapping=..., event_names=...), ...]`` (1..10, each table once): one function
+            and one event source mapping for all, deletes for all tables packed into the same
+            ``BatchWriteItem`` requests. Either this or ``target_table``.
         :param key_mapping: Target key attribute -> source attribute (a key or non-key
             attribute of the source item), or a template such as ``"STAGING#{messageId}"``
-            that renders a string key. Default: same names as the target's key.
+            that renders a string key. Default: same names as the target's key. With
+            ``targets``, set it on each ``ScavengerTarget`` instead.
         :param event_names: Stream events that trigger a delete. Default: ``["INSERT"]``.
+            With ``targets``, the default for targets that set none.
         :param batch_size: Records per invocation, 1..10000. Default: 100.
         :param max_batching_window: How long to gather records, 0..300 s. Default: none.
         :param parallelization_factor: Concurrent batches per shard, 1..10. Default: 1.
@@ -150,7 +160,6 @@ class StreamScavenger(Construct):
             write permission at all. Default: False.
         """
         super().__init__(scope, id)
-        events = normalize_event_names(event_names)
         check_int("batch_size", batch_size, 1, 10000)
         if max_batching_window is not None:
             check_duration("max_batching_window", max_batching_window, 0, 300)
@@ -173,24 +182,25 @@ class StreamScavenger(Construct):
                 "log_item_keys=True logs keys at DEBUG level: set log_level='DEBUG' as well"
             )
 
-        target_schema = key_schema_of(target_table)
-        self.key_mapping = resolve_key_mapping(key_mapping, target_schema)
-        self.event_names = events
-        self.dry_run = dry_run
         source_schema = key_schema_of(source_table)
-        check_templates(self.key_mapping, target_schema, source_schema)
-        patterns = merge_filters(events, filters)
-        images = required_images(
-            self.key_mapping, source_schema, events, images_in_filters(patterns)
+        self.targets = resolve_targets(
+            target_table, targets, key_mapping, event_names, source_schema
+        )
+        self.event_names = [e for e in EventName if any(e in t.event_names for t in self.targets)]
+        self.dry_run = dry_run
+        patterns = merge_filters(self.event_names, filters)
+        images = frozenset().union(
+            *(
+                required_images(
+                    t.key_mapping, source_schema, t.event_names, images_in_filters(patterns)
+                )
+                for t in self.targets
+            )
         )
         self.stream_arn, self.stream_view_type = bind_stream(source_table, images)
 
         config = ScavengerConfig(
-            target_table=target_table.table_name,
-            key_mapping=self.key_mapping,
-            key_types=dict(target_schema.types) if target_schema else {},
-            sort_key=target_schema.sort_key if target_schema else None,
-            event_names=frozenset(e.value for e in events),
+            targets=tuple(t.config() for t in self.targets),
             log_items=log_item_keys,
             dry_run=dry_run,
         )
@@ -200,12 +210,13 @@ class StreamScavenger(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="stream-scavenger: read one stream, delete from one table",
+            description="stream-scavenger: read one stream, delete from "
+            + ("one table" if len(self.targets) == 1 else f"{len(self.targets)} tables"),
         )
         self.log_group.grant_write(self.role)
         self._grant_stream_read(source_table)
         if not dry_run:
-            self._grant_deletes(target_table)
+            self._grant_deletes([t.table for t in self.targets])
 
         self.function = lambda_.Function(
             self,
@@ -271,20 +282,49 @@ class StreamScavenger(Construct):
             name = dashboard if isinstance(dashboard, str) else None
             self.dashboard = create_dashboard(self, name, self._dashboard_metrics())
 
+    @property
+    def key_mapping(self) -> dict[str, str]:
+        """Target key attribute -> source attribute, complete (one target only; with
+        several, read ``targets[i].key_mapping``)."""
+        if len(self.targets) != 1:
+            raise ScavengerConfigError(
+                f"this scavenger has {len(self.targets)} targets: read targets[i].key_mapping"
+            )
+        return self.targets[0].key_mapping
+
     # ---- metrics -------------------------------------------------------------------------
 
-    def metric(self, metric_name: str, **options: Any) -> cloudwatch.Metric:
+    def metric(
+        self, metric_name: str, *, target: dynamodb.ITable | None = None, **options: Any
+    ) -> cloudwatch.Metric:
         """One of the function's own metrics (namespace ``StreamScavenger``), summed over
-        5 minutes unless ``options`` (any ``cloudwatch.Metric`` keyword) say otherwise."""
+        5 minutes unless ``options`` (any ``cloudwatch.Metric`` keyword) say otherwise.
+
+        ``target`` narrows one of ``RecordsMatched``, ``UnmappableRecords``,
+        ``DuplicateKeys``, ``KeysDeleted`` or ``RecordsReported`` to one target table
+        (with a single target that is the function's own metric)."""
         if metric_name not in METRICS:
             raise ScavengerConfigError(
                 f"metric_name must be one of {sorted(METRICS)}, got {metric_name!r}"
             )
+        dimensions = {METRICS_DIMENSION: self.function.function_name}
+        if target is not None:
+            if metric_name not in TARGET_METRICS:
+                raise ScavengerConfigError(
+                    f"target: {metric_name} is not per target; per-target metrics are "
+                    f"{list(TARGET_METRICS)}"
+                )
+            if not any(same_table(t.table, target) for t in self.targets):
+                raise ScavengerConfigError(
+                    f"target: {target.node.path} is not a target of this scavenger"
+                )
+            if len(self.targets) > 1:
+                dimensions[TARGET_DIMENSION] = target.table_name
         props: dict[str, Any] = {"statistic": "Sum", "period": PERIOD, **options}
         return cloudwatch.Metric(
             namespace=METRICS_NAMESPACE,
             metric_name=metric_name,
-            dimensions_map={METRICS_DIMENSION: self.function.function_name},
+            dimensions_map=dimensions,
             **props,
         )
 
@@ -396,15 +436,18 @@ class StreamScavenger(Construct):
         if table.encryption_key is not None:
             table.encryption_key.grant(self.role, "kms:Decrypt")
 
-    def _grant_deletes(self, table: dynamodb.ITable) -> None:
+    def _grant_deletes(self, tables: Sequence[dynamodb.ITable]) -> None:
         self.role.add_to_policy(
-            iam.PolicyStatement(actions=["dynamodb:BatchWriteItem"], resources=[table.table_arn])
+            iam.PolicyStatement(
+                actions=["dynamodb:BatchWriteItem"], resources=[t.table_arn for t in tables]
+            )
         )
-        if table.encryption_key is not None:
-            # Writes to a table under a customer-managed key use the key both ways.
-            actions = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*")
-            table.encryption_key.grant(self.role, *actions)
-            compliance.acknowledge(self.role, *compliance.kms_wildcard_actions(*actions))
+        # Writes to a table under a customer-managed key use the key both ways.
+        actions = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*")
+        for table in tables:
+            if table.encryption_key is not None:
+                table.encryption_key.grant(self.role, *actions)
+                compliance.acknowledge(self.role, *compliance.kms_wildcard_actions(*actions))
 
 
 def _application_log_level(level: str) -> lambda_.ApplicationLogLevel:

@@ -1,10 +1,10 @@
 """End-to-end check of a synthesized scavenger on DynamoDB Local.
 
 For each scavenger of the assembly: create the stack's tables as the template
-defines them, fill the target with items that should go and items that must
+defines them, fill each target with items that should go and items that must
 stay, write the matching source items (as the selected events require), run
 the local event source mapping with the function's own asset, and verify that
-exactly the matching target items are gone.
+exactly the matching target items are gone, in every target.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.scavenger.config import (
-    ENV_TARGET_TABLE,
     ScavengerConfig,
+    TargetConfig,
     is_template,
+    target_table_env,
     template_attributes,
 )
 from ..runtime.scavenger.records import map_record
@@ -38,6 +39,8 @@ class CheckReport:
     stack: str
     function: str
     records: int
+    #: Keys the scavenger must delete: one per record in each target.
+    keys: int
     deleted: int
     still_there: int
     unrelated_kept: int
@@ -47,12 +50,14 @@ class CheckReport:
     seconds: float
     #: The function's own metrics, summed over the run (BatchWriteRequests, Retries, ...).
     metrics: dict[str, float] = field(default_factory=dict)
+    #: Per target table (logical ID): keys deleted, keys to delete.
+    targets: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         """Exactly the matching items are gone, and nothing was given up on."""
         return (
-            self.deleted == self.records
+            self.deleted == self.keys
             and self.still_there == 0
             and self.unrelated_kept == self.unrelated_total
             and not self.run.given_up
@@ -75,27 +80,46 @@ def _value(type_: str, tag: str, i: int) -> Any:
     return {"S": f"{tag}{i}"}
 
 
-def _items(
-    source: TableDef, target: TableDef, config: ScavengerConfig, count: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Source items, the target items they name, and unrelated target items."""
-    target_types = dict(_key_schema(target))
+def _source_items(
+    source: TableDef, targets: list[tuple[TargetConfig, TableDef]], count: int
+) -> list[dict[str, Any]]:
+    """Source items that carry every attribute the targets' key mappings read."""
     source_types = dict(_key_schema(source))
-    sources, matching, unrelated = [], [], []
+    items = []
     for i in range(count):
         item = {name: _value(t, "src", i) for name, t in source_types.items()}
-        for target_attr, mapped in config.key_mapping.items():
-            if is_template(mapped):
-                for attr in template_attributes(mapped):
-                    item.setdefault(attr, _value(source_types.get(attr, "S"), "k", i))
-            else:
-                item[mapped] = _value(target_types[target_attr], "k", i)
-        # The key the scavenger must delete for this item, by the runtime's own mapping rules.
-        key = map_record({"eventName": "INSERT", "dynamodb": {"NewImage": item}}, config).request
-        sources.append(item)
-        matching.append(key)
-        unrelated.append({a: _value(t, "u", i) for a, t in target_types.items()})
-    return sources, matching, unrelated
+        for config, table in targets:
+            target_types = dict(_key_schema(table))
+            for target_attr, mapped in config.key_mapping.items():
+                if is_template(mapped):
+                    for attr in template_attributes(mapped):
+                        item.setdefault(attr, _value(source_types.get(attr, "S"), "k", i))
+                else:
+                    item[mapped] = _value(target_types[target_attr], "k", i)
+        items.append(item)
+    return items
+
+
+def _events_to_write(targets: list[TargetConfig]) -> list[str]:
+    """The fewest events (in write order) that give every target a record it acts on."""
+    events = {"INSERT"}
+    for target in targets:
+        if not target.event_names & events:
+            events.add("MODIFY" if "MODIFY" in target.event_names else "REMOVE")
+    return [e for e in ("INSERT", "MODIFY", "REMOVE") if e in events]
+
+
+def _target_items(
+    table: TableDef, config: TargetConfig, sources: list[dict[str, Any]], event_name: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The target keys the source items name (by the runtime's own rules), and unrelated ones."""
+    types = _key_schema(table)
+    matching, unrelated = [], []
+    for i, item in enumerate(sources):
+        record = {"eventName": event_name, "dynamodb": {"NewImage": item, "OldImage": item}}
+        matching.append(map_record(record, config).request)
+        unrelated.append({a: _value(t, "u", i) for a, t in types})
+    return matching, unrelated
 
 
 def _batch_put(client: Any, table: str, items: list[dict[str, Any]]) -> None:
@@ -107,17 +131,15 @@ def _batch_put(client: Any, table: str, items: list[dict[str, Any]]) -> None:
 
 
 def _write_source(
-    client: Any, table: str, items: list[dict[str, Any]], events: frozenset[str], keys: list[str]
+    client: Any, table: str, items: list[dict[str, Any]], events: list[str], keys: list[str]
 ) -> None:
-    """Write the source items so that each produces a record of a selected event."""
+    """Write the source items so that each produces a record of each of ``events``."""
     _batch_put(client, table, items)
-    if "INSERT" in events:
-        return
     if "MODIFY" in events:
         _batch_put(client, table, [{**item, "touched": {"BOOL": True}} for item in items])
-        return
-    for item in items:
-        client.delete_item(TableName=table, Key={k: item[k] for k in keys})
+    if "REMOVE" in events:
+        for item in items:
+            client.delete_item(TableName=table, Key={k: item[k] for k in keys})
 
 
 def _count_present(client: Any, table: str, keys: list[dict[str, Any]]) -> int:
@@ -146,9 +168,14 @@ def check_function(
         raise ValueError(
             f"{stack.name}/{function.logical_id}: no event source mapping on a table of the stack"
         )
-    target_ref = function.environment.get(ENV_TARGET_TABLE, {})
-    target_id = target_ref.get("Ref") if isinstance(target_ref, dict) else None
-    if target_id not in stack.tables:
+    target_ids: list[str] = []
+    while target_table_env(len(target_ids)) in function.environment:
+        ref = function.environment[target_table_env(len(target_ids))]
+        logical_id = ref.get("Ref") if isinstance(ref, dict) else None
+        if logical_id not in stack.tables:
+            break
+        target_ids.append(logical_id)
+    if not target_ids or target_table_env(len(target_ids)) in function.environment:
         raise ValueError(
             f"{stack.name}/{function.logical_id}: the target table is not in the stack"
         )
@@ -159,14 +186,20 @@ def check_function(
     stream_arns = {lid: create_table(ddb, names[lid], table) for lid, table in stack.tables.items()}
     environment = function.resolved_environment(names)
     config = ScavengerConfig.from_env(environment)
-    source, target = stack.tables[function.mapping.source_table], stack.tables[target_id]
-    source_items, matching, unrelated = _items(source, target, config, records)
-    _batch_put(ddb, names[target_id], matching + unrelated)
+    source = stack.tables[function.mapping.source_table]
+    targets = [(t, stack.tables[lid]) for t, lid in zip(config.targets, target_ids, strict=True)]
+    source_items = _source_items(source, targets, records)
+    events = _events_to_write(list(config.targets))
+    expected = {}
+    for lid, (target, table) in zip(target_ids, targets, strict=True):
+        event_name = next(e for e in events if e in target.event_names)
+        expected[lid] = _target_items(table, target, source_items, event_name)
+        _batch_put(ddb, names[lid], expected[lid][0] + expected[lid][1])
     _write_source(
         ddb,
         names[source.logical_id],
         source_items,
-        config.event_names,
+        events,
         [a for a, _ in _key_schema(source)],
     )
     with SubprocessInvoker(
@@ -188,18 +221,25 @@ def check_function(
         run = mapping.run()
         seconds = time.monotonic() - run_started
         metrics = dict(invoker.metrics)
-    still_there = _count_present(ddb, names[target_id], matching)
+    per_target, kept = {}, 0
+    for lid, (matching, unrelated) in expected.items():
+        per_target[lid] = (len(matching) - _count_present(ddb, names[lid], matching), len(matching))
+        kept += _count_present(ddb, names[lid], unrelated)
+    deleted = sum(d for d, _ in per_target.values())
+    keys = sum(n for _, n in per_target.values())
     return CheckReport(
         stack=stack.name,
         function=function.logical_id,
         records=records,
-        deleted=records - still_there,
-        still_there=still_there,
-        unrelated_kept=_count_present(ddb, names[target_id], unrelated),
-        unrelated_total=len(unrelated),
+        keys=keys,
+        deleted=deleted,
+        still_there=keys - deleted,
+        unrelated_kept=kept,
+        unrelated_total=sum(len(u) for _, u in expected.values()),
         run=run,
         seconds=seconds,
         metrics=metrics,
+        targets=per_target,
     )
 
 

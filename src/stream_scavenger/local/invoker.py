@@ -11,6 +11,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..runtime.scavenger.config import TARGET_DIMENSION
+
 
 class FunctionError(RuntimeError):
     """The handler raised; Lambda would count the invocation as failed."""
@@ -46,6 +48,8 @@ class SubprocessInvoker:
         self.timeout_s = timeout_s
         #: Sums of the function's embedded metrics over all invocations so far.
         self.metrics: dict[str, float] = {}
+        #: The same per target table, for functions with several targets.
+        self.target_metrics: dict[str, dict[str, float]] = {}
         self._process = subprocess.Popen(
             [
                 sys.executable,
@@ -75,10 +79,12 @@ class SubprocessInvoker:
             raise FunctionError("Runtime.ExitError", f"worker exited with {self._process.wait()}")
         reply = json.loads(line)
         for document in reply.get("metrics", []):
+            table = document.get(TARGET_DIMENSION)
+            sums = self.metrics if table is None else self.target_metrics.setdefault(table, {})
             for directive in document["_aws"]["CloudWatchMetrics"]:
                 for metric in directive["Metrics"]:
                     name = metric["Name"]
-                    self.metrics[name] = self.metrics.get(name, 0) + float(document[name])
+                    sums[name] = sums.get(name, 0) + float(document[name])
         if "error" in reply:
             raise FunctionError(reply["error"]["type"], reply["error"]["message"])
         return reply["result"]

@@ -1,8 +1,9 @@
-"""What to do with one stream record: find the target key it names.
+"""What to do with one stream record: find the key it names in a target.
 
-Everything here is pure: no I/O, no clock. A record either maps to a
-:class:`TargetKey`, is skipped (its event is not selected), or raises
-:class:`Unmappable` with a reason that names attributes, never values.
+Everything here is pure: no I/O, no clock. For each target, a record either
+maps to a :class:`TargetKey`, is skipped (the target does not act on its
+event), or raises :class:`Unmappable` with a reason that names attributes,
+never values.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .config import (
     EVENT_NAMES,
     KEY_TYPES,
     Placeholder,
-    ScavengerConfig,
+    TargetConfig,
     is_template,
     parse_template,
 )
@@ -46,14 +47,20 @@ class Unmappable(Exception):
 
 @dataclass(frozen=True)
 class TargetKey:
-    """A key to delete: its identity (for de-duplication) and its request form."""
+    """A key to delete: its table, its identity (for de-duplication) and its request form."""
 
+    table: str
     identity: Identity
     request: dict[str, dict[str, Any]]
 
+    @property
+    def ref(self) -> tuple[str, Identity]:
+        """Equal exactly when two keys name the same item of the same table."""
+        return (self.table, self.identity)
 
-def is_selected(record: Any, config: ScavengerConfig) -> bool:
-    """Whether the record's event is one the scavenger acts on.
+
+def event_name_of(record: Any) -> str:
+    """The record's event name: INSERT, MODIFY or REMOVE.
 
     Raises :class:`Unmappable` for what is not a DynamoDB stream record at all
     (a malformed record, another service's event, an unknown event name): those
@@ -67,20 +74,20 @@ def is_selected(record: Any, config: ScavengerConfig) -> bool:
     name = record.get("eventName")
     if name not in EVENT_NAMES:
         raise Unmappable(f"eventName {str(name)[:20]!r} is not INSERT, MODIFY or REMOVE")
-    return name in config.event_names
+    return str(name)
 
 
-def map_record(record: Mapping[str, Any], config: ScavengerConfig) -> TargetKey:
-    """The target key a selected record names, or :class:`Unmappable`."""
+def map_record(record: Mapping[str, Any], target: TargetConfig) -> TargetKey:
+    """The key in ``target`` a selected record names, or :class:`Unmappable`."""
     stream = record.get("dynamodb")
     if not isinstance(stream, Mapping):
         raise Unmappable("record has no 'dynamodb' object")
     keys = stream.get("Keys")
     image = stream.get(_IMAGE_FOR_EVENT.get(str(record.get("eventName")), "NewImage"))
     request: dict[str, dict[str, Any]] = {}
-    for target_attr, source in config.key_mapping.items():
+    for target_attr, source in target.key_mapping.items():
         max_bytes = (
-            MAX_SORT_KEY_BYTES if target_attr == config.sort_key else MAX_PARTITION_KEY_BYTES
+            MAX_SORT_KEY_BYTES if target_attr == target.sort_key else MAX_PARTITION_KEY_BYTES
         )
         if is_template(source):
             rendered = _render(_parsed(source), keys, image)
@@ -90,9 +97,9 @@ def map_record(record: Mapping[str, Any], config: ScavengerConfig) -> TargetKey:
         if value is None:
             raise Unmappable(f"source attribute '{source}' is not in the record")
         request[target_attr] = _to_key_value(
-            value, config.key_types.get(target_attr), source, max_bytes
+            value, target.key_types.get(target_attr), source, max_bytes
         )
-    return TargetKey(identity=identity_of(request), request=request)
+    return TargetKey(table=target.table, identity=identity_of(request), request=request)
 
 
 @functools.lru_cache(maxsize=64)
