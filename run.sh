@@ -3,7 +3,7 @@
 #   ./run.sh demo   stream-scavenger demo: the example app end to end on DynamoDB Local
 #   ./run.sh test   the test suite (extra arguments go to pytest)
 # and, for maintainers:
-#   ./run.sh snapshots               re-synthesize integ/ and rewrite its snapshots (no deploy)
+#   ./run.sh snapshots               re-synthesize integ/ and rewrite all its snapshots (no deploy)
 #   ./run.sh integ-deploy PROFILE    deploy integ/ to a sandbox account and run its assertions
 #   ./run.sh bench [options]         benchmarks (python -m benchmarks): table, docs/benchmarks.*
 set -euo pipefail
@@ -57,6 +57,9 @@ case "${1:-}" in
     ;;
   snapshots)
     setup
+    # From scratch: integ-runner ignores asset hashes when comparing, so an update would
+    # keep a stale copy of the function's code in the snapshot.
+    rm -rf integ/*.snapshot
     node_modules/.bin/integ-runner --directory integ --language python \
       --app "$PWD/.venv/bin/python {filePath}" --test-regex '^integ_.*\.py$' --update-on-failed --dry-run
     .venv/bin/python scripts/gen_api.py

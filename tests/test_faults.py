@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from streamevents import Context, event, put_items, record, scan_keys
 
 from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
-from stream_scavenger.runtime.scavenger.config import ScavengerConfig
+from stream_scavenger.runtime.scavenger.config import ScavengerConfig, TargetConfig
 from stream_scavenger.runtime.scavenger.deleter import BACKOFF_BASE_S, BACKOFF_CAP_S
 from stream_scavenger.runtime.scavenger.handler import (
     RESERVE_S,
@@ -83,7 +83,12 @@ def scavenger(
 
 
 def assert_nothing_lost(
-    ddb: Any, table: str, records: list[dict[str, Any]], response: Any, events: frozenset[str]
+    ddb: Any,
+    table: str,
+    records: list[dict[str, Any]],
+    response: Any,
+    events: frozenset[str],
+    key_attr: str = "pk",
 ) -> None:
     """The invariant: every selected record whose key survives is at/after the lowest report."""
     reported = [f["itemIdentifier"] for f in response["batchItemFailures"]]
@@ -91,7 +96,7 @@ def assert_nothing_lost(
     sequence_numbers = {r["dynamodb"]["SequenceNumber"] for r in records}
     assert set(reported) <= sequence_numbers, "reported a record that is not in the batch"
     lowest = min((int(s) for s in reported), default=None)
-    present = {k for (k,) in scan_keys(ddb, table, ["pk"])}
+    present = {k for (k,) in scan_keys(ddb, table, [key_attr])}
     for r in records:
         if r["eventName"] not in events:
             continue
@@ -416,4 +421,75 @@ def test_no_selected_record_is_ever_acknowledged_undeleted(
     ).handle(event(*records), time_)
 
     assert_nothing_lost(ddb, table, records, response, batch["selected"])
+    assert time_.get_remaining_time_in_millis() > 0
+
+
+def _second_table_items(items: list[dict[str, Any]]) -> list[int]:
+    return [i for i, item in enumerate(items) if "ref" in item["DeleteRequest"]["Key"]]
+
+
+def _first_table_items(items: list[dict[str, Any]]) -> list[int]:
+    return [i for i, item in enumerate(items) if "pk" in item["DeleteRequest"]["Key"]]
+
+
+#: Faults that hit one table of a request only (the second target's key is named ``ref``).
+ONE_TABLE_FAULTS = st.sampled_from(
+    [Fault.unprocessed(pick=_second_table_items), Fault.unprocessed(pick=_first_table_items)]
+)
+
+
+@settings(
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(
+    batch=batches(),
+    second_events=st.sets(st.sampled_from(["INSERT", "MODIFY", "REMOVE"]), min_size=1),
+    schedule=st.lists(st.none() | FAULTS | ONE_TABLE_FAULTS, max_size=30),
+    tail=st.none() | FAULTS | ONE_TABLE_FAULTS,
+    budget_s=st.sampled_from([60.0, 3.0, 1.2]),
+)
+def test_with_two_targets_no_record_is_acknowledged_with_a_key_left_in_either(
+    ddb: Any,
+    make_table: Any,
+    proxy: FaultProxy,
+    batch: dict[str, Any],
+    second_events: set[str],
+    schedule: list[Fault | None],
+    tail: Fault | None,
+    budget_s: float,
+) -> None:
+    """The same invariant when one request carries deletes for two tables, each with its events."""
+    n = next(_examples)
+    key_type = batch["key_type"]
+    value = {
+        "S": lambda i: f"y{n}-{i}",
+        "N": lambda i: n * 100_000 + i,
+        "B": lambda i: f"y{n}-{i}".encode(),
+    }[key_type]
+    tables = [make_table({"pk": key_type}), make_table({"ref": key_type})]
+    for table, attr in zip(tables, ("pk", "ref"), strict=True):
+        put_items(ddb, table, [{attr: value(i)} for i in range(batch["distinct"])])
+    records = [
+        record(e, {"pk": value(p)}) for e, p in zip(batch["events"], batch["picks"], strict=True)
+    ]
+    events = [batch["selected"], frozenset(second_events)]
+    config = ScavengerConfig(
+        targets=(
+            TargetConfig(tables[0], {"pk": "pk"}, events[0]),
+            TargetConfig(tables[1], {"ref": "pk"}, events[1]),
+        )
+    )
+    client = make_client(config, endpoint_url=proxy.url, **LOCAL_CLIENT_SETTINGS)
+    proxy.schedule = lambda index, body: schedule[index] if index < len(schedule) else tail
+    time_ = FakeTime(budget_s)
+
+    response = Scavenger(config, client, sleep=time_.sleep).handle(event(*records), time_)
+
+    for table, attr, selected in zip(tables, ("pk", "ref"), events, strict=True):
+        assert_nothing_lost(ddb, table, records, response, selected, attr)
     assert time_.get_remaining_time_in_millis() > 0

@@ -36,7 +36,12 @@ def integ_runner(directory: Path, *extra: str) -> subprocess.CompletedProcess[st
 
 
 def test_there_are_integ_tests_with_snapshots() -> None:
-    assert TESTS == ["integ_article.py", "integ_imported_source.py", "integ_non_key_mapping.py"]
+    assert TESTS == [
+        "integ_article.py",
+        "integ_imported_source.py",
+        "integ_non_key_mapping.py",
+        "integ_two_targets.py",
+    ]
     for name in TESTS:
         assert (ROOT / "integ" / f"{name}.snapshot" / "manifest.json").is_file(), name
 

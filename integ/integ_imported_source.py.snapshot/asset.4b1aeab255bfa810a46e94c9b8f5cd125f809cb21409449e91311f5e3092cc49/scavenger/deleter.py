@@ -1,5 +1,9 @@
 """How keys are deleted: chunks of 25, bounded concurrency, retries, a deadline.
 
+One ``BatchWriteItem`` takes deletes for several tables (25 in total), so keys
+for different targets share requests and the request count stays
+ceil(distinct keys / 25) however many targets there are.
+
 A key counts as deleted only when a ``BatchWriteItem`` response confirmed it
 (it was sent and is not in ``UnprocessedItems``). Everything else, whether it
 was throttled, refused, still in flight at the deadline or never sent, is
@@ -11,12 +15,15 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .records import Identity, TargetKey, identity_of
+
+KeyRef = tuple[str, Identity]
+"""A key's table and identity: what the deleter tracks (see :attr:`TargetKey.ref`)."""
 
 #: BatchWriteItem accepts at most this many requests.
 CHUNK_SIZE = 25
@@ -90,7 +97,7 @@ class DeleteStats:
 class DeleteResult:
     """Which keys were confirmed deleted, and how it went."""
 
-    deleted: set[Identity] = field(default_factory=set)
+    deleted: set[KeyRef] = field(default_factory=set)
     stats: DeleteStats = field(default_factory=DeleteStats)
     timed_out: bool = False
 
@@ -102,12 +109,11 @@ def chunks(keys: Sequence[TargetKey], size: int = CHUNK_SIZE) -> Iterator[Sequen
 
 
 class BatchDeleter:
-    """Deletes distinct keys from one table in the fewest ``BatchWriteItem`` calls."""
+    """Deletes distinct keys, of one table or several, in the fewest ``BatchWriteItem`` calls."""
 
     def __init__(
         self,
         client: DynamoDBClient,
-        table: str,
         *,
         max_concurrency: int,
         max_attempts: int,
@@ -115,7 +121,6 @@ class BatchDeleter:
         rng: Callable[[], float] = random.random,
     ) -> None:
         self._client = client
-        self._table = table
         self._max_concurrency = max_concurrency
         self._max_attempts = max_attempts
         self._sleep = sleep
@@ -126,7 +131,7 @@ class BatchDeleter:
         return float(self._rng()) * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** (retry - 1))
 
     def delete(self, keys: Sequence[TargetKey], deadline: Deadline) -> DeleteResult:
-        """Delete ``keys`` (already distinct); stop in time for ``deadline``."""
+        """Delete ``keys`` (distinct per table); stop in time for ``deadline``."""
         result = DeleteResult()
         if not keys:
             return result
@@ -161,10 +166,10 @@ class BatchDeleter:
 
     def _delete_chunk(
         self, chunk: Sequence[TargetKey], deadline: Deadline, stop: threading.Event
-    ) -> tuple[set[Identity], DeleteStats]:
+    ) -> tuple[set[KeyRef], DeleteStats]:
         """Delete one chunk; a chunk DynamoDB rejects as invalid is split to isolate the bad key."""
         stats = DeleteStats()
-        deleted: set[Identity] = set()
+        deleted: set[KeyRef] = set()
         groups = [list(chunk)]
         while groups:
             group = groups.pop()
@@ -182,9 +187,9 @@ class BatchDeleter:
         deadline: Deadline,
         stop: threading.Event,
         stats: DeleteStats,
-    ) -> set[Identity]:
-        deleted: set[Identity] = set()
-        pending = {key.identity: key for key in group}
+    ) -> set[KeyRef]:
+        deleted: set[KeyRef] = set()
+        pending = {key.ref: key for key in group}
         for attempt in range(1, self._max_attempts + 1):
             if attempt > 1:
                 delay = self.backoff(attempt - 1)
@@ -202,27 +207,27 @@ class BatchDeleter:
                 break
             if unprocessed is None:
                 continue
-            for identity in list(pending):
-                if identity not in unprocessed:
-                    deleted.add(identity)
-                    del pending[identity]
+            for ref in list(pending):
+                if ref not in unprocessed:
+                    deleted.add(ref)
+                    del pending[ref]
             if not pending:
                 break
             stats.unprocessed += len(pending)
         return deleted
 
-    def _send(self, keys: Any, stats: DeleteStats) -> set[Identity] | None:
-        """One request: the identities it left unprocessed, None if it failed retryably.
+    def _send(self, keys: Iterable[TargetKey], stats: DeleteStats) -> set[KeyRef] | None:
+        """One request: the keys it left unprocessed, None if it failed retryably.
 
         Raises :class:`NonRetryableError` when retrying cannot help in this invocation.
         """
         stats.requests += 1
+        request_items: dict[str, list[dict[str, Any]]] = {}
+        for key in keys:
+            request_items.setdefault(key.table, []).append({"DeleteRequest": {"Key": key.request}})
         try:
             response = self._client.batch_write_item(
-                RequestItems={
-                    self._table: [{"DeleteRequest": {"Key": key.request}} for key in keys]
-                },
-                ReturnConsumedCapacity="TOTAL",
+                RequestItems=request_items, ReturnConsumedCapacity="TOTAL"
             )
         except Exception as err:  # noqa: BLE001 - classified below, never swallowed silently
             code = _error_code(err)
@@ -236,8 +241,12 @@ class BatchDeleter:
             raise NonRetryableError(code) from err
         for capacity in response.get("ConsumedCapacity") or ():
             stats.consumed_wcu += float(capacity.get("CapacityUnits", 0.0))
-        left = (response.get("UnprocessedItems") or {}).get(self._table, [])
-        return {identity_of(item["DeleteRequest"]["Key"]) for item in left}
+        left = response.get("UnprocessedItems") or {}
+        return {
+            (table, identity_of(item["DeleteRequest"]["Key"]))
+            for table, items in left.items()
+            for item in items
+        }
 
 
 class _Split(Exception):

@@ -1,9 +1,10 @@
 """The Lambda entry point: ``scavenger.handler.handler``.
 
-Per invocation: map each selected record to a target key (``records``),
-delete the distinct keys (``deleter``), and answer with the partial-batch
-response for streams. Lambda checkpoints at the lowest reported sequence
-number and replays everything after it, so every record whose key was not
+Per invocation: map each record to a key in every target that acts on its
+event (``records``), delete the distinct keys of all targets together
+(``deleter``), and answer with the partial-batch response for streams.
+Lambda checkpoints at the lowest reported sequence number and replays
+everything after it, so every record with a key (in any target) that was not
 confirmed deleted is reported; deletes are idempotent, so replays are harmless.
 """
 
@@ -13,17 +14,17 @@ import functools
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from .config import ScavengerConfig
-from .deleter import BatchDeleter, Deadline, DynamoDBClient
+from .deleter import BatchDeleter, Deadline, DynamoDBClient, KeyRef
 from .logs import get_logger
 from .metrics import emit
-from .records import Identity, TargetKey, Unmappable, is_selected, map_record
+from .records import TargetKey, Unmappable, event_name_of, map_record
 
 #: Seconds kept back from the Lambda timeout to build the answer and log.
 RESERVE_S = 0.8
@@ -42,8 +43,25 @@ class UnreportableFailure(Exception):
 
 
 @dataclass
+class TargetSummary:
+    """One target's counts for one invocation."""
+
+    table: str
+    matched: int = 0
+    unmappable: int = 0
+    duplicates: int = 0
+    deleted: int = 0
+    reported: int = 0
+
+
+@dataclass
 class Summary:
-    """Counts for one invocation; logged as one line, no item data."""
+    """Counts for one invocation; logged as one line, no item data.
+
+    With several targets, ``matched`` counts records that named a key in at least
+    one target and ``unmappable`` records that could not name one in at least one
+    target (a record can be both); ``targets`` holds each target's own counts.
+    """
 
     records: int = 0
     matched: int = 0
@@ -62,6 +80,7 @@ class Summary:
     consumed_wcu: float = 0.0
     timed_out: bool = False
     duration_ms: float = 0.0
+    targets: list[TargetSummary] = field(default_factory=list)
 
 
 class Scavenger:
@@ -84,7 +103,6 @@ class Scavenger:
         extra = {"rng": rng} if rng is not None else {}
         self._deleter = BatchDeleter(
             client,
-            config.target_table,
             max_concurrency=config.max_concurrency,
             max_attempts=config.max_attempts,
             sleep=sleep,
@@ -105,40 +123,31 @@ class Scavenger:
             self._emit(summary)
             return {"batchItemFailures": []}
 
-        keys: dict[Identity, TargetKey] = {}
-        wanted: list[tuple[Mapping[str, Any], Identity]] = []
         summary.records = len(records)
+        summary.targets = [TargetSummary(t.table) for t in self.config.targets]
+        keys: dict[KeyRef, TargetKey] = {}
+        wanted: list[tuple[Mapping[str, Any], list[KeyRef]]] = []
         for index, record in enumerate(records):
             try:
-                if not is_selected(record, self.config):
-                    summary.skipped += 1
-                    continue
-                key = map_record(record, self.config)
+                event_name = event_name_of(record)
             except Unmappable as why:
                 summary.unmappable += 1
-                log.warning(
-                    "unmappable record",
-                    extra={
-                        "sequence_number": _sequence_number(record),
-                        "index": index,
-                        "reason": str(why),
-                    },
-                )
+                self._log_unmappable(record, index, why, None)
                 continue
-            summary.matched += 1
-            keys.setdefault(key.identity, key)
-            wanted.append((record, key.identity))
-            if self.config.log_items:
-                log.debug("key", extra={"key": _printable(key.request)})
+            refs = self._map(record, index, event_name, keys, summary)
+            if refs is not None:
+                wanted.append((record, refs))
 
         summary.distinct_keys = len(keys)
-        summary.duplicates = summary.matched - summary.distinct_keys
+        summary.duplicates = sum(t.duplicates for t in summary.targets)
         if self.config.dry_run:
             # Everything but the deletes: the counts say what a real run would delete.
             summary.deleted = summary.distinct_keys
+            for target in summary.targets:
+                target.deleted = target.matched - target.duplicates
             summary.duration_ms = round((self._clock() - started) * 1000, 3)
             self.last_summary = summary
-            log.info("dry run: would delete", extra={"summary": vars(summary)})
+            log.info("dry run: would delete", extra={"summary": asdict(summary)})
             self._emit(summary)
             return {"batchItemFailures": []}
         deadline = Deadline(_remaining_seconds(context, started, self._clock), RESERVE_S)
@@ -150,8 +159,17 @@ class Scavenger:
         summary.errors, summary.consumed_wcu = stats.errors, stats.consumed_wcu
         summary.splits = stats.splits
         summary.timed_out = result.timed_out
+        by_table = {t.table: t for t in summary.targets}
+        for table, _ in result.deleted:
+            by_table[table].deleted += 1
 
-        failures = [record for record, identity in wanted if identity not in result.deleted]
+        failures = []
+        for record, refs in wanted:
+            missed = {ref[0] for ref in refs if ref not in result.deleted}
+            for table in missed:
+                by_table[table].reported += 1
+            if missed:
+                failures.append(record)
         summary.reported = len(failures)
         try:
             return _failure_response(failures)
@@ -160,10 +178,74 @@ class Scavenger:
             summary.duration_ms = round((self._clock() - started) * 1000, 3)
             self.last_summary = summary
             level = log.warning if failures else log.info
-            level("scavenged", extra={"summary": vars(summary), "error_codes": stats.error_codes})
+            level("scavenged", extra={"summary": asdict(summary), "error_codes": stats.error_codes})
             self._emit(summary)
 
+    def _map(
+        self,
+        record: Mapping[str, Any],
+        index: int,
+        event_name: str,
+        keys: dict[KeyRef, TargetKey],
+        summary: Summary,
+    ) -> list[KeyRef] | None:
+        """The keys one record names, added to ``keys``; None if no target acts on it."""
+        refs: list[KeyRef] = []
+        selected = unmappable = False
+        for target, counts in zip(self.config.targets, summary.targets, strict=True):
+            if event_name not in target.event_names:
+                continue
+            selected = True
+            try:
+                key = map_record(record, target)
+            except Unmappable as why:
+                counts.unmappable += 1
+                unmappable = True
+                self._log_unmappable(record, index, why, target.table)
+                continue
+            counts.matched += 1
+            if key.ref in keys:
+                counts.duplicates += 1
+            else:
+                keys[key.ref] = key
+            refs.append(key.ref)
+            if self.config.log_items:
+                log.debug("key", extra={"table": key.table, "key": _printable(key.request)})
+        if not selected:
+            summary.skipped += 1
+            return None
+        summary.unmappable += unmappable
+        if not refs:
+            return None
+        summary.matched += 1
+        return refs
+
+    @staticmethod
+    def _log_unmappable(record: Any, index: int, why: Unmappable, table: str | None) -> None:
+        log.warning(
+            "unmappable record",
+            extra={
+                "sequence_number": _sequence_number(record),
+                "index": index,
+                "reason": str(why),
+                **({"target_table": table} if table is not None else {}),
+            },
+        )
+
     def _emit(self, summary: Summary) -> None:
+        if len(summary.targets) > 1:
+            for target in summary.targets:
+                emit(
+                    {
+                        "RecordsMatched": target.matched,
+                        "UnmappableRecords": target.unmappable,
+                        "DuplicateKeys": target.duplicates,
+                        "KeysDeleted": target.deleted,
+                        "RecordsReported": target.reported,
+                    },
+                    self._function_name,
+                    target_table=target.table,
+                )
         emit(
             {
                 "RecordsReceived": summary.records,

@@ -1,21 +1,30 @@
-"""What to do with one stream record: find the target key it names.
+"""What to do with one stream record: find the key it names in a target.
 
-Everything here is pure: no I/O, no clock. A record either maps to a
-:class:`TargetKey`, is skipped (its event is not selected), or raises
-:class:`Unmappable` with a reason that names attributes, never values.
+Everything here is pure: no I/O, no clock. For each target, a record either
+maps to a :class:`TargetKey`, is skipped (the target does not act on its
+event), or raises :class:`Unmappable` with a reason that names attributes,
+never values.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
-from .config import EVENT_NAMES, KEY_TYPES, ScavengerConfig
+from .config import (
+    EVENT_NAMES,
+    KEY_TYPES,
+    Placeholder,
+    TargetConfig,
+    is_template,
+    parse_template,
+)
 
 #: DynamoDB's limits on key attribute values, in bytes.
 MAX_PARTITION_KEY_BYTES = 2048
@@ -38,14 +47,20 @@ class Unmappable(Exception):
 
 @dataclass(frozen=True)
 class TargetKey:
-    """A key to delete: its identity (for de-duplication) and its request form."""
+    """A key to delete: its table, its identity (for de-duplication) and its request form."""
 
+    table: str
     identity: Identity
     request: dict[str, dict[str, Any]]
 
+    @property
+    def ref(self) -> tuple[str, Identity]:
+        """Equal exactly when two keys name the same item of the same table."""
+        return (self.table, self.identity)
 
-def is_selected(record: Any, config: ScavengerConfig) -> bool:
-    """Whether the record's event is one the scavenger acts on.
+
+def event_name_of(record: Any) -> str:
+    """The record's event name: INSERT, MODIFY or REMOVE.
 
     Raises :class:`Unmappable` for what is not a DynamoDB stream record at all
     (a malformed record, another service's event, an unknown event name): those
@@ -59,28 +74,76 @@ def is_selected(record: Any, config: ScavengerConfig) -> bool:
     name = record.get("eventName")
     if name not in EVENT_NAMES:
         raise Unmappable(f"eventName {str(name)[:20]!r} is not INSERT, MODIFY or REMOVE")
-    return name in config.event_names
+    return str(name)
 
 
-def map_record(record: Mapping[str, Any], config: ScavengerConfig) -> TargetKey:
-    """The target key a selected record names, or :class:`Unmappable`."""
+def map_record(record: Mapping[str, Any], target: TargetConfig) -> TargetKey:
+    """The key in ``target`` a selected record names, or :class:`Unmappable`."""
     stream = record.get("dynamodb")
     if not isinstance(stream, Mapping):
         raise Unmappable("record has no 'dynamodb' object")
     keys = stream.get("Keys")
     image = stream.get(_IMAGE_FOR_EVENT.get(str(record.get("eventName")), "NewImage"))
     request: dict[str, dict[str, Any]] = {}
-    for target_attr, source_attr in config.key_mapping.items():
-        value = _find(source_attr, keys, image)
-        if value is None:
-            raise Unmappable(f"source attribute '{source_attr}' is not in the record")
+    for target_attr, source in target.key_mapping.items():
         max_bytes = (
-            MAX_SORT_KEY_BYTES if target_attr == config.sort_key else MAX_PARTITION_KEY_BYTES
+            MAX_SORT_KEY_BYTES if target_attr == target.sort_key else MAX_PARTITION_KEY_BYTES
         )
+        if is_template(source):
+            rendered = _render(_parsed(source), keys, image)
+            request[target_attr] = {"S": _checked_string(rendered, f"template {source}", max_bytes)}
+            continue
+        value = _find(source, keys, image)
+        if value is None:
+            raise Unmappable(f"source attribute '{source}' is not in the record")
         request[target_attr] = _to_key_value(
-            value, config.key_types.get(target_attr), source_attr, max_bytes
+            value, target.key_types.get(target_attr), source, max_bytes
         )
-    return TargetKey(identity=identity_of(request), request=request)
+    return TargetKey(table=target.table, identity=identity_of(request), request=request)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(template: str) -> tuple[str | Placeholder, ...]:
+    return parse_template(template)
+
+
+def _render(parts: tuple[str | Placeholder, ...], keys: Any, image: Any) -> str:
+    """A key template filled with the record's values; numbers as DynamoDB stores them."""
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        value = _find(part.attribute, keys, image)
+        if value is None:
+            raise Unmappable(f"source attribute '{part.attribute}' is not in the record")
+        if len(value) != 1:
+            raise Unmappable(f"source attribute '{part.attribute}' is not a single typed value")
+        ((type_, raw),) = value.items()
+        if type_ == "S" and isinstance(raw, str):
+            out.append(raw)
+        elif type_ == "N":
+            out.append(_number_text(_checked_number(raw, part.attribute)))
+        elif type_ == "B":
+            raise Unmappable(
+                f"source attribute '{part.attribute}' is binary; binary values cannot be "
+                "rendered into a key template"
+            )
+        else:
+            raise Unmappable(
+                f"source attribute '{part.attribute}' is {type_}; templates take S or N"
+            )
+    return "".join(out)
+
+
+def _number_text(number: str) -> str:
+    """A DynamoDB number as DynamoDB stores it: no exponent, no insignificant zeros."""
+    value = Decimal(number)
+    if value.is_zero():
+        return "0"
+    with localcontext() as exact:
+        exact.prec = 60  # above DynamoDB's 38 digits: normalize() must not round
+        return format(value.normalize(), "f")
 
 
 def identity_of(key: Mapping[str, Mapping[str, Any]]) -> Identity:

@@ -1,0 +1,318 @@
+"""The configuration contract between the construct and the scavenger Lambda.
+
+The construct writes these environment variables; the runtime reads them. This
+module is the only part of the runtime that the construct side imports, so it
+stays free of boto3 and of anything else heavier than the standard library.
+
+Environment variables:
+
+``SCAVENGER_TARGET_TABLE``
+    Name of the (first) table whose items are deleted.
+``SCAVENGER_TARGET_TABLE_1``, ``SCAVENGER_TARGET_TABLE_2``, ...
+    Names of the second, third, ... target (version 2 only).
+``SCAVENGER_CONFIG``
+    JSON object. With one target, version 1::
+
+        {
+          "version": 1,
+          "key_mapping": {"<target key attribute>": "<source attribute>", ...},
+          "key_types": {"<target key attribute>": "S" | "N" | "B", ...},
+          "sort_key": "<target sort key attribute>" | null,
+          "event_names": ["INSERT", ...],
+          "max_concurrency": 8,
+          "max_attempts": 8,
+          "dry_run": false
+        }
+
+    With several targets, version 2: the per-target fields move into a list whose
+    n-th entry describes the table named by the n-th environment variable above::
+
+        {
+          "version": 2,
+          "targets": [{"key_mapping": ..., "key_types": ..., "sort_key": ...,
+                       "event_names": [...]}, ...],
+          "max_concurrency": 8,
+          "max_attempts": 8,
+          "dry_run": false
+        }
+
+    ``key_types`` may be empty when the target's key schema is not known at
+    synth time (an imported table); the runtime then accepts S, N and B.
+``SCAVENGER_LOG_ITEMS``
+    ``"true"`` to let debug log lines carry key values. Off by default.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CONFIG_VERSION = 1
+#: The version written when there are several targets.
+MULTI_TARGET_VERSION = 2
+ENV_TARGET_TABLE = "SCAVENGER_TARGET_TABLE"
+ENV_CONFIG = "SCAVENGER_CONFIG"
+ENV_LOG_ITEMS = "SCAVENGER_LOG_ITEMS"
+
+EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
+KEY_TYPES = ("S", "N", "B")
+
+#: CloudWatch namespace of the function's own metrics (embedded metric format).
+METRICS_NAMESPACE = "StreamScavenger"
+#: The one dimension of those metrics: the function's name (never a key).
+METRICS_DIMENSION = "FunctionName"
+#: The second dimension of the per-target metrics (several targets only): the table's name.
+TARGET_DIMENSION = "TargetTable"
+#: Metric name -> CloudWatch unit, as the function emits them once per invocation.
+METRICS = {
+    "RecordsReceived": "Count",
+    "RecordsMatched": "Count",
+    "RecordsSkipped": "Count",
+    "UnmappableRecords": "Count",
+    "DuplicateKeys": "Count",
+    "KeysDeleted": "Count",
+    "RecordsReported": "Count",
+    "BatchWriteRequests": "Count",
+    "Retries": "Count",
+    "UnprocessedItems": "Count",
+    "Throttles": "Count",
+    "ConsumedWriteCapacity": "Count",
+    "BatchLatency": "Milliseconds",
+}
+#: The metrics also emitted per target (dimensions FunctionName, TargetTable) when a
+#: function has several targets; with one target they would repeat the totals.
+TARGET_METRICS = (
+    "RecordsMatched",
+    "UnmappableRecords",
+    "DuplicateKeys",
+    "KeysDeleted",
+    "RecordsReported",
+)
+#: Targets one function may serve (each adds an environment variable and a config entry;
+#: Lambda's environment holds 4 KB).
+MAX_TARGETS = 10
+
+#: Requests in flight at once for one invocation.
+DEFAULT_MAX_CONCURRENCY = 8
+#: Attempts per BatchWriteItem chunk (the first try included) before its keys are
+#: reported for replay.
+DEFAULT_MAX_ATTEMPTS = 8
+
+
+class ConfigError(ValueError):
+    """The environment does not hold a valid scavenger configuration."""
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """``{attribute}`` in a key template."""
+
+    attribute: str
+
+
+def is_template(mapping_value: str) -> bool:
+    """A key_mapping value with a brace is a template; without one, a bare attribute name."""
+    return "{" in mapping_value or "}" in mapping_value
+
+
+def parse_template(template: str) -> tuple[str | Placeholder, ...]:
+    """Split a key template into literal text and placeholders.
+
+    Grammar: ``{name}`` is the value of source attribute ``name`` (any characters but
+    braces); ``{{`` and ``}}`` are a literal ``{`` and ``}``. Anything else with a brace,
+    or an empty ``{}``, raises :class:`ConfigError`.
+    """
+    parts: list[str | Placeholder] = []
+    literal = ""
+    index = 0
+    while index < len(template):
+        char = template[index]
+        if char in "{}" and template[index : index + 2] == char * 2:
+            literal += char
+            index += 2
+        elif char == "{":
+            end = template.find("}", index)
+            name = template[index + 1 : end] if end != -1 else ""
+            if end == -1 or not name or "{" in name:
+                raise ConfigError(
+                    f"key template {template!r}: '{{' at {index} opens no '{{attribute}}' "
+                    "(write '{{' for a literal brace)"
+                )
+            if literal:
+                parts.append(literal)
+                literal = ""
+            parts.append(Placeholder(name))
+            index = end + 1
+        elif char == "}":
+            raise ConfigError(
+                f"key template {template!r}: unmatched '}}' at {index} "
+                "(write '}}' for a literal brace)"
+            )
+        else:
+            literal += char
+            index += 1
+    if literal:
+        parts.append(literal)
+    return tuple(parts)
+
+
+def template_attributes(mapping_value: str) -> list[str]:
+    """The source attributes a key_mapping value reads (one for a bare name)."""
+    if not is_template(mapping_value):
+        return [mapping_value]
+    return [p.attribute for p in parse_template(mapping_value) if isinstance(p, Placeholder)]
+
+
+def target_table_env(index: int) -> str:
+    """The environment variable that names target number ``index`` (0-based)."""
+    return ENV_TARGET_TABLE if index == 0 else f"{ENV_TARGET_TABLE}_{index}"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One table to delete from, and how a stream record names its key."""
+
+    table: str
+    key_mapping: Mapping[str, str]
+    event_names: frozenset[str] = frozenset({"INSERT"})
+    key_types: Mapping[str, str] = field(default_factory=dict)
+    sort_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.table:
+            raise ConfigError("a target table name is empty")
+        if not self.key_mapping:
+            raise ConfigError(f"key_mapping of target {self.table} is empty")
+        unknown = set(self.event_names) - set(EVENT_NAMES)
+        if unknown:
+            raise ConfigError(f"unknown event names {sorted(unknown)}; allowed: {EVENT_NAMES}")
+        if not self.event_names:
+            raise ConfigError(f"target {self.table} selects no event")
+        bad_types = {k: v for k, v in self.key_types.items() if v not in KEY_TYPES}
+        if bad_types:
+            raise ConfigError(f"key_types must be one of {KEY_TYPES}, got {bad_types}")
+
+    def to_json(self) -> dict[str, object]:
+        """The per-target fields of ``SCAVENGER_CONFIG`` (the table name travels apart)."""
+        return {
+            "key_mapping": dict(self.key_mapping),
+            "key_types": dict(self.key_types),
+            "sort_key": self.sort_key,
+            "event_names": [e for e in EVENT_NAMES if e in self.event_names],
+        }
+
+    @classmethod
+    def from_json(cls, table: str, raw: Mapping[str, object]) -> TargetConfig:
+        """Inverse of :meth:`to_json`."""
+        key_mapping, key_types = raw.get("key_mapping"), raw.get("key_types") or {}
+        events, sort_key = raw.get("event_names") or ["INSERT"], raw.get("sort_key")
+        if not isinstance(key_mapping, dict) or not isinstance(key_types, dict):
+            raise ConfigError(f"{ENV_CONFIG}: key_mapping and key_types must be objects")
+        if not isinstance(events, list) or not (sort_key is None or isinstance(sort_key, str)):
+            raise ConfigError(f"{ENV_CONFIG}: event_names must be a list, sort_key a string")
+        return cls(
+            table=table,
+            key_mapping=dict(key_mapping),
+            key_types=dict(key_types),
+            sort_key=sort_key,
+            event_names=frozenset(events),
+        )
+
+
+@dataclass(frozen=True)
+class ScavengerConfig:
+    """What one scavenger deletes, from which tables, and how hard it tries."""
+
+    targets: tuple[TargetConfig, ...]
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    log_items: bool = False
+    #: Compute and count the keys, delete nothing (the role has no write permission then).
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.targets) <= MAX_TARGETS:
+            raise ConfigError(f"a scavenger has 1..{MAX_TARGETS} targets, got {len(self.targets)}")
+        tables = [t.table for t in self.targets]
+        if len(set(tables)) != len(tables):
+            raise ConfigError(f"target tables must be distinct, got {tables}")
+        if not 1 <= self.max_concurrency <= 64:
+            raise ConfigError("max_concurrency must be 1..64")
+        if not 1 <= self.max_attempts <= 100:
+            raise ConfigError("max_attempts must be 1..100")
+
+    @classmethod
+    def single(
+        cls,
+        target_table: str,
+        key_mapping: Mapping[str, str],
+        *,
+        event_names: frozenset[str] = frozenset({"INSERT"}),
+        key_types: Mapping[str, str] | None = None,
+        sort_key: str | None = None,
+        **options: Any,
+    ) -> ScavengerConfig:
+        """The configuration of a scavenger with one target."""
+        target = TargetConfig(
+            target_table, key_mapping, frozenset(event_names), dict(key_types or {}), sort_key
+        )
+        return cls((target,), **options)
+
+    @property
+    def event_names(self) -> frozenset[str]:
+        """The events any target acts on."""
+        return frozenset().union(*(t.event_names for t in self.targets))
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that carry this configuration."""
+        options = {
+            "max_concurrency": self.max_concurrency,
+            "max_attempts": self.max_attempts,
+            "dry_run": self.dry_run,
+        }
+        if len(self.targets) == 1:
+            body = {"version": CONFIG_VERSION, **self.targets[0].to_json(), **options}
+        else:
+            targets = [t.to_json() for t in self.targets]
+            body = {"version": MULTI_TARGET_VERSION, "targets": targets, **options}
+        env = {target_table_env(i): t.table for i, t in enumerate(self.targets)}
+        env[ENV_CONFIG] = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        if self.log_items:
+            env[ENV_LOG_ITEMS] = "true"
+        return env
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ScavengerConfig:
+        """Read the configuration the construct wrote; raise ConfigError if it is unusable."""
+        try:
+            raw = json.loads(environ[ENV_CONFIG])
+        except KeyError as missing:
+            raise ConfigError(f"environment variable {missing} is not set") from None
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{ENV_CONFIG} is not JSON: {err}") from None
+        version = raw.get("version") if isinstance(raw, dict) else None
+        if version == CONFIG_VERSION:
+            entries = [raw]
+        elif version == MULTI_TARGET_VERSION and isinstance(raw.get("targets"), list):
+            entries = raw["targets"]
+        else:
+            raise ConfigError(
+                f"{ENV_CONFIG} must be a version {CONFIG_VERSION} or {MULTI_TARGET_VERSION} object"
+            )
+        targets = []
+        for index, entry in enumerate(entries):
+            name = target_table_env(index)
+            if name not in environ:
+                raise ConfigError(f"environment variable {name!r} is not set")
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{ENV_CONFIG}: target {index} is not an object")
+            targets.append(TargetConfig.from_json(environ[name], entry))
+        return cls(
+            targets=tuple(targets),
+            max_concurrency=int(raw.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
+            max_attempts=int(raw.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            dry_run=bool(raw.get("dry_run", False)),
+            log_items=environ.get(ENV_LOG_ITEMS, "").lower() == "true",
+        )

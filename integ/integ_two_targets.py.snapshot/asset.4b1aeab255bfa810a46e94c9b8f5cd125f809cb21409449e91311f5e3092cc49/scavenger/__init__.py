@@ -1,0 +1,1 @@
+"""The scavenger Lambda: stream records in, BatchWriteItem deletes out."""

@@ -1,0 +1,285 @@
+"""How keys are deleted: chunks of 25, bounded concurrency, retries, a deadline.
+
+One ``BatchWriteItem`` takes deletes for several tables (25 in total), so keys
+for different targets share requests and the request count stays
+ceil(distinct keys / 25) however many targets there are.
+
+A key counts as deleted only when a ``BatchWriteItem`` response confirmed it
+(it was sent and is not in ``UnprocessedItems``). Everything else, whether it
+was throttled, refused, still in flight at the deadline or never sent, is
+returned as not deleted, so the caller can report it for replay.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .records import Identity, TargetKey, identity_of
+
+KeyRef = tuple[str, Identity]
+"""A key's table and identity: what the deleter tracks (see :attr:`TargetKey.ref`)."""
+
+#: BatchWriteItem accepts at most this many requests.
+CHUNK_SIZE = 25
+#: Backoff before retry n (1-based) is uniform in [0, min(CAP, BASE * 2**(n-1))].
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 5.0
+#: A retry is started only if at least this much time is left after its backoff.
+MIN_REQUEST_S = 0.25
+
+#: Error codes that mean "try again later"; anything else is not retried in this invocation.
+RETRYABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+    }
+)
+THROTTLE_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
+
+
+class DynamoDBClient(Protocol):
+    """The one call of a boto3 DynamoDB client the deleter needs."""
+
+    def batch_write_item(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+class Deadline:
+    """Time left in the invocation, less a reserve kept for answering Lambda."""
+
+    def __init__(self, remaining_s: Callable[[], float], reserve_s: float) -> None:
+        self._remaining_s = remaining_s
+        self._reserve_s = reserve_s
+
+    def left(self) -> float:
+        """Seconds that may still be spent on deletes (may be negative)."""
+        return self._remaining_s() - self._reserve_s
+
+
+@dataclass
+class DeleteStats:
+    """Counts for one call of :meth:`BatchDeleter.delete`."""
+
+    requests: int = 0
+    retries: int = 0
+    unprocessed: int = 0
+    throttles: int = 0
+    errors: int = 0
+    splits: int = 0
+    consumed_wcu: float = 0.0
+    error_codes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: DeleteStats) -> None:
+        """Fold another chunk's counts into these."""
+        self.requests += other.requests
+        self.retries += other.retries
+        self.unprocessed += other.unprocessed
+        self.throttles += other.throttles
+        self.errors += other.errors
+        self.splits += other.splits
+        self.consumed_wcu += other.consumed_wcu
+        for code, n in other.error_codes.items():
+            self.error_codes[code] = self.error_codes.get(code, 0) + n
+
+
+@dataclass
+class DeleteResult:
+    """Which keys were confirmed deleted, and how it went."""
+
+    deleted: set[KeyRef] = field(default_factory=set)
+    stats: DeleteStats = field(default_factory=DeleteStats)
+    timed_out: bool = False
+
+
+def chunks(keys: Sequence[TargetKey], size: int = CHUNK_SIZE) -> Iterator[Sequence[TargetKey]]:
+    """Consecutive slices of at most ``size`` keys."""
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+class BatchDeleter:
+    """Deletes distinct keys, of one table or several, in the fewest ``BatchWriteItem`` calls."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        *,
+        max_concurrency: int,
+        max_attempts: int,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._client = client
+        self._max_concurrency = max_concurrency
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self._rng = rng
+
+    def backoff(self, retry: int) -> float:
+        """Full-jitter exponential backoff before retry number ``retry`` (1-based)."""
+        return float(self._rng()) * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** (retry - 1))
+
+    def delete(self, keys: Sequence[TargetKey], deadline: Deadline) -> DeleteResult:
+        """Delete ``keys`` (distinct per table); stop in time for ``deadline``."""
+        result = DeleteResult()
+        if not keys:
+            return result
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(
+            max_workers=min(self._max_concurrency, -(-len(keys) // CHUNK_SIZE)),
+            thread_name_prefix="scavenger",
+        )
+        try:
+            futures = [
+                pool.submit(self._delete_chunk, chunk, deadline, stop) for chunk in chunks(keys)
+            ]
+            done, not_done = wait(futures, timeout=max(deadline.left(), 0))
+            # Whatever is still in flight is not confirmed: its keys stay undeleted.
+            result.timed_out = bool(not_done)
+            for future in futures:
+                if future not in done:
+                    continue
+                if future.exception() is not None:
+                    # A bug, not a DynamoDB answer: the chunk's keys stay undeleted.
+                    code = type(future.exception()).__name__
+                    result.stats.errors += 1
+                    result.stats.error_codes[code] = result.stats.error_codes.get(code, 0) + 1
+                    continue
+                chunk_deleted, chunk_stats = future.result()
+                result.deleted |= chunk_deleted
+                result.stats.add(chunk_stats)
+        finally:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+        return result
+
+    def _delete_chunk(
+        self, chunk: Sequence[TargetKey], deadline: Deadline, stop: threading.Event
+    ) -> tuple[set[KeyRef], DeleteStats]:
+        """Delete one chunk; a chunk DynamoDB rejects as invalid is split to isolate the bad key."""
+        stats = DeleteStats()
+        deleted: set[KeyRef] = set()
+        groups = [list(chunk)]
+        while groups:
+            group = groups.pop()
+            try:
+                deleted |= self._delete_group(group, deadline, stop, stats)
+            except _Split as split:
+                half = len(split.keys) // 2
+                stats.splits += 1
+                groups += [split.keys[half:], split.keys[:half]]
+        return deleted, stats
+
+    def _delete_group(
+        self,
+        group: Sequence[TargetKey],
+        deadline: Deadline,
+        stop: threading.Event,
+        stats: DeleteStats,
+    ) -> set[KeyRef]:
+        deleted: set[KeyRef] = set()
+        pending = {key.ref: key for key in group}
+        for attempt in range(1, self._max_attempts + 1):
+            if attempt > 1:
+                delay = self.backoff(attempt - 1)
+                if stop.is_set() or deadline.left() < delay + MIN_REQUEST_S:
+                    break
+                stats.retries += 1
+                self._sleep(delay)
+            if stop.is_set() or deadline.left() < MIN_REQUEST_S:
+                break
+            try:
+                unprocessed = self._send(pending.values(), stats)
+            except NonRetryableError as err:
+                if err.code == "ValidationException" and len(pending) > 1:
+                    raise _Split(list(pending.values())) from err
+                break
+            if unprocessed is None:
+                continue
+            for ref in list(pending):
+                if ref not in unprocessed:
+                    deleted.add(ref)
+                    del pending[ref]
+            if not pending:
+                break
+            stats.unprocessed += len(pending)
+        return deleted
+
+    def _send(self, keys: Iterable[TargetKey], stats: DeleteStats) -> set[KeyRef] | None:
+        """One request: the keys it left unprocessed, None if it failed retryably.
+
+        Raises :class:`NonRetryableError` when retrying cannot help in this invocation.
+        """
+        stats.requests += 1
+        request_items: dict[str, list[dict[str, Any]]] = {}
+        for key in keys:
+            request_items.setdefault(key.table, []).append({"DeleteRequest": {"Key": key.request}})
+        try:
+            response = self._client.batch_write_item(
+                RequestItems=request_items, ReturnConsumedCapacity="TOTAL"
+            )
+        except Exception as err:  # noqa: BLE001 - classified below, never swallowed silently
+            code = _error_code(err)
+            stats.error_codes[code] = stats.error_codes.get(code, 0) + 1
+            if code in THROTTLE_CODES:
+                stats.throttles += 1
+            else:
+                stats.errors += 1
+            if _is_retryable(err, code):
+                return None
+            raise NonRetryableError(code) from err
+        for capacity in response.get("ConsumedCapacity") or ():
+            stats.consumed_wcu += float(capacity.get("CapacityUnits", 0.0))
+        left = response.get("UnprocessedItems") or {}
+        return {
+            (table, identity_of(item["DeleteRequest"]["Key"]))
+            for table, items in left.items()
+            for item in items
+        }
+
+
+class _Split(Exception):
+    """DynamoDB rejected a request of several keys as invalid: try the halves apart."""
+
+    def __init__(self, keys: list[TargetKey]) -> None:
+        super().__init__(len(keys))
+        self.keys = keys
+
+
+class NonRetryableError(Exception):
+    """DynamoDB refused a request in a way retrying within this invocation cannot fix."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _error_code(err: Exception) -> str:
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(err).__name__
+
+
+def _is_retryable(err: Exception, code: str) -> bool:
+    if code in RETRYABLE_CODES:
+        return True
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return bool(status) and int(status) >= 500
+    # No response at all: the connection failed, timed out or was dropped.
+    return True

@@ -1,0 +1,338 @@
+"""The Lambda entry point: ``scavenger.handler.handler``.
+
+Per invocation: map each record to a key in every target that acts on its
+event (``records``), delete the distinct keys of all targets together
+(``deleter``), and answer with the partial-batch response for streams.
+Lambda checkpoints at the lowest reported sequence number and replays
+everything after it, so every record with a key (in any target) that was not
+confirmed deleted is reported; deletes are idempotent, so replays are harmless.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .config import ScavengerConfig
+from .deleter import BatchDeleter, Deadline, DynamoDBClient, KeyRef
+from .logs import get_logger
+from .metrics import emit
+from .records import TargetKey, Unmappable, event_name_of, map_record
+
+#: Seconds kept back from the Lambda timeout to build the answer and log.
+RESERVE_S = 0.8
+#: Budget when there is no Lambda context (a direct call from a script).
+NO_CONTEXT_BUDGET_S = 900.0
+
+log = get_logger()
+
+
+class UnreportableFailure(Exception):
+    """A record whose key was not deleted has no sequence number to report.
+
+    Raising makes Lambda retry the whole batch (and bisect it), which is the
+    only way left not to acknowledge that record.
+    """
+
+
+@dataclass
+class TargetSummary:
+    """One target's counts for one invocation."""
+
+    table: str
+    matched: int = 0
+    unmappable: int = 0
+    duplicates: int = 0
+    deleted: int = 0
+    reported: int = 0
+
+
+@dataclass
+class Summary:
+    """Counts for one invocation; logged as one line, no item data.
+
+    With several targets, ``matched`` counts records that named a key in at least
+    one target and ``unmappable`` records that could not name one in at least one
+    target (a record can be both); ``targets`` holds each target's own counts.
+    """
+
+    records: int = 0
+    matched: int = 0
+    skipped: int = 0
+    unmappable: int = 0
+    distinct_keys: int = 0
+    duplicates: int = 0
+    deleted: int = 0
+    reported: int = 0
+    requests: int = 0
+    retries: int = 0
+    unprocessed: int = 0
+    throttles: int = 0
+    errors: int = 0
+    splits: int = 0
+    consumed_wcu: float = 0.0
+    timed_out: bool = False
+    duration_ms: float = 0.0
+    targets: list[TargetSummary] = field(default_factory=list)
+
+
+class Scavenger:
+    """Turns one stream batch into deletes and a partial-batch response."""
+
+    def __init__(
+        self,
+        config: ScavengerConfig,
+        client: DynamoDBClient,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+        #: Counts of the most recent invocation (for tests and the local runner).
+        self.last_summary = Summary()
+        extra = {"rng": rng} if rng is not None else {}
+        self._deleter = BatchDeleter(
+            client,
+            max_concurrency=config.max_concurrency,
+            max_attempts=config.max_attempts,
+            sleep=sleep,
+            **extra,
+        )
+
+    def handle(self, event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
+        """Process one invocation's event; return ``{"batchItemFailures": [...]}``."""
+        started = self._clock()
+        summary = Summary()
+        records = event.get("Records") if isinstance(event, Mapping) else None
+        if not isinstance(records, list):
+            log.error(
+                "event has no Records list; nothing to scavenge",
+                extra={"event_type": type(event).__name__},
+            )
+            self.last_summary = summary
+            self._emit(summary)
+            return {"batchItemFailures": []}
+
+        summary.records = len(records)
+        summary.targets = [TargetSummary(t.table) for t in self.config.targets]
+        keys: dict[KeyRef, TargetKey] = {}
+        wanted: list[tuple[Mapping[str, Any], list[KeyRef]]] = []
+        for index, record in enumerate(records):
+            try:
+                event_name = event_name_of(record)
+            except Unmappable as why:
+                summary.unmappable += 1
+                self._log_unmappable(record, index, why, None)
+                continue
+            refs = self._map(record, index, event_name, keys, summary)
+            if refs is not None:
+                wanted.append((record, refs))
+
+        summary.distinct_keys = len(keys)
+        summary.duplicates = sum(t.duplicates for t in summary.targets)
+        if self.config.dry_run:
+            # Everything but the deletes: the counts say what a real run would delete.
+            summary.deleted = summary.distinct_keys
+            for target in summary.targets:
+                target.deleted = target.matched - target.duplicates
+            summary.duration_ms = round((self._clock() - started) * 1000, 3)
+            self.last_summary = summary
+            log.info("dry run: would delete", extra={"summary": asdict(summary)})
+            self._emit(summary)
+            return {"batchItemFailures": []}
+        deadline = Deadline(_remaining_seconds(context, started, self._clock), RESERVE_S)
+        result = self._deleter.delete(list(keys.values()), deadline)
+        stats = result.stats
+        summary.deleted = len(result.deleted)
+        summary.requests, summary.retries = stats.requests, stats.retries
+        summary.unprocessed, summary.throttles = stats.unprocessed, stats.throttles
+        summary.errors, summary.consumed_wcu = stats.errors, stats.consumed_wcu
+        summary.splits = stats.splits
+        summary.timed_out = result.timed_out
+        by_table = {t.table: t for t in summary.targets}
+        for table, _ in result.deleted:
+            by_table[table].deleted += 1
+
+        failures = []
+        for record, refs in wanted:
+            missed = {ref[0] for ref in refs if ref not in result.deleted}
+            for table in missed:
+                by_table[table].reported += 1
+            if missed:
+                failures.append(record)
+        summary.reported = len(failures)
+        try:
+            return _failure_response(failures)
+        finally:
+            # Also when the batch must fail whole: the counts still reach logs and metrics.
+            summary.duration_ms = round((self._clock() - started) * 1000, 3)
+            self.last_summary = summary
+            level = log.warning if failures else log.info
+            level("scavenged", extra={"summary": asdict(summary), "error_codes": stats.error_codes})
+            self._emit(summary)
+
+    def _map(
+        self,
+        record: Mapping[str, Any],
+        index: int,
+        event_name: str,
+        keys: dict[KeyRef, TargetKey],
+        summary: Summary,
+    ) -> list[KeyRef] | None:
+        """The keys one record names, added to ``keys``; None if no target acts on it."""
+        refs: list[KeyRef] = []
+        selected = unmappable = False
+        for target, counts in zip(self.config.targets, summary.targets, strict=True):
+            if event_name not in target.event_names:
+                continue
+            selected = True
+            try:
+                key = map_record(record, target)
+            except Unmappable as why:
+                counts.unmappable += 1
+                unmappable = True
+                self._log_unmappable(record, index, why, target.table)
+                continue
+            counts.matched += 1
+            if key.ref in keys:
+                counts.duplicates += 1
+            else:
+                keys[key.ref] = key
+            refs.append(key.ref)
+            if self.config.log_items:
+                log.debug("key", extra={"table": key.table, "key": _printable(key.request)})
+        if not selected:
+            summary.skipped += 1
+            return None
+        summary.unmappable += unmappable
+        if not refs:
+            return None
+        summary.matched += 1
+        return refs
+
+    @staticmethod
+    def _log_unmappable(record: Any, index: int, why: Unmappable, table: str | None) -> None:
+        log.warning(
+            "unmappable record",
+            extra={
+                "sequence_number": _sequence_number(record),
+                "index": index,
+                "reason": str(why),
+                **({"target_table": table} if table is not None else {}),
+            },
+        )
+
+    def _emit(self, summary: Summary) -> None:
+        if len(summary.targets) > 1:
+            for target in summary.targets:
+                emit(
+                    {
+                        "RecordsMatched": target.matched,
+                        "UnmappableRecords": target.unmappable,
+                        "DuplicateKeys": target.duplicates,
+                        "KeysDeleted": target.deleted,
+                        "RecordsReported": target.reported,
+                    },
+                    self._function_name,
+                    target_table=target.table,
+                )
+        emit(
+            {
+                "RecordsReceived": summary.records,
+                "RecordsMatched": summary.matched,
+                "RecordsSkipped": summary.skipped,
+                "UnmappableRecords": summary.unmappable,
+                "DuplicateKeys": summary.duplicates,
+                "KeysDeleted": summary.deleted,
+                "RecordsReported": summary.reported,
+                "BatchWriteRequests": summary.requests,
+                "Retries": summary.retries,
+                "UnprocessedItems": summary.unprocessed,
+                "Throttles": summary.throttles,
+                "ConsumedWriteCapacity": summary.consumed_wcu,
+                "BatchLatency": summary.duration_ms,
+            },
+            self._function_name,
+        )
+
+
+def _failure_response(failures: list[Mapping[str, Any]]) -> dict[str, list[dict[str, str]]]:
+    sequence_numbers = {_sequence_number(record) for record in failures}
+    if None in sequence_numbers:
+        raise UnreportableFailure(
+            "a record whose key was not deleted has no dynamodb.SequenceNumber; "
+            "failing the invocation so Lambda retries the whole batch"
+        )
+    ordered = sorted((s for s in sequence_numbers if s is not None), key=_sequence_order)
+    return {"batchItemFailures": [{"itemIdentifier": s} for s in ordered]}
+
+
+def _sequence_number(record: Any) -> str | None:
+    stream = record.get("dynamodb") if isinstance(record, Mapping) else None
+    value = stream.get("SequenceNumber") if isinstance(stream, Mapping) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _sequence_order(sequence_number: str) -> tuple[int, int | str]:
+    return (0, int(sequence_number)) if sequence_number.isdigit() else (1, sequence_number)
+
+
+def _remaining_seconds(
+    context: Any, started: float, clock: Callable[[], float]
+) -> Callable[[], float]:
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining_ms):
+        return lambda: float(remaining_ms()) / 1000.0
+    return lambda: NO_CONTEXT_BUDGET_S - (clock() - started)
+
+
+def _printable(key: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        attr: {t: (v.hex() if isinstance(v, bytes) else v) for t, v in value.items()}
+        for attr, value in key.items()
+    }
+
+
+def make_client(config: ScavengerConfig, **overrides: Any) -> Any:
+    """A DynamoDB client that fails fast: the scavenger does its own retries.
+
+    Created the standard boto3 way, so ``AWS_ENDPOINT_URL`` and
+    ``AWS_ENDPOINT_URL_DYNAMODB`` point it at another endpoint; ``overrides``
+    are passed to ``boto3.client`` (tests use them for an endpoint and region).
+    """
+    return boto3.client(
+        "dynamodb",
+        **overrides,
+        config=Config(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=2,
+            read_timeout=10,
+            max_pool_connections=config.max_concurrency,
+        ),
+    )
+
+
+@functools.cache
+def _container_scavenger() -> Scavenger:
+    config = ScavengerConfig.from_env(os.environ)
+    return Scavenger(config, make_client(config))
+
+
+def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
+    """Lambda entry point; the config and client are built once per container."""
+    return _container_scavenger().handle(event, context)
+
+
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("SCAVENGER_CONFIG"):
+    # In Lambda, build the client during the init phase, not on the first batch.
+    _container_scavenger()
