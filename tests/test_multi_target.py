@@ -321,6 +321,31 @@ def test_per_target_metrics_carry_the_table_name() -> None:
         _ = scavenger.key_mapping
 
 
+def test_the_dashboard_shows_deletes_and_replays_per_target() -> None:
+    t = Tables()
+    t.three_targets(dashboard=True)
+    (dashboard,) = (
+        Template.from_stack(t.stack).find_resources("AWS::CloudWatch::Dashboard").values()
+    )
+    parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
+    body = "".join(p if isinstance(p, str) else json.dumps(p).replace('"', "'") for p in parts)
+    widgets = {
+        w["properties"]["title"]: w["properties"]["metrics"] for w in json.loads(body)["widgets"]
+    }
+    for title, name in (
+        ("Keys deleted per target", "KeysDeleted"),
+        ("Records reported per target", "RecordsReported"),
+    ):
+        lines = widgets[title]
+        assert [m[1] for m in lines] == [name] * 3
+        assert {m[4] for m in lines} == {"TargetTable"}
+        assert [m[5] for m in lines] == [
+            f"{{'Ref': '{ref(t.stack, table)['Ref']}'}}"
+            for table in (t.staging, t.design, t.drafts)
+        ]
+        assert [m[-1]["label"] for m in lines] == ["Staging", "Design", "Drafts"]
+
+
 def test_with_one_target_the_per_target_metric_is_the_functions_own() -> None:
     t = Tables()
     scavenger = t.scavenger(target_table=t.staging)

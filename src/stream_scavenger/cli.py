@@ -79,7 +79,7 @@ def _print_reports(reports: list[CheckReport]) -> None:
         (
             f"{r.stack}/{r.function}",
             str(r.records),
-            str(r.deleted),
+            f"{r.deleted}/{r.keys}",
             f"{r.unrelated_kept}/{r.unrelated_total}",
             f"{r.metrics.get('BatchWriteRequests', 0):.0f}",
             f"{r.metrics.get('Retries', 0):.0f}",

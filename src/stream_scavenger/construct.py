@@ -280,7 +280,9 @@ class StreamScavenger(Construct):
         self.dashboard = None
         if dashboard:
             name = dashboard if isinstance(dashboard, str) else None
-            self.dashboard = create_dashboard(self, name, self._dashboard_metrics())
+            self.dashboard = create_dashboard(
+                self, name, self._dashboard_metrics(), self._per_target_metrics()
+            )
 
     @property
     def key_mapping(self) -> dict[str, str]:
@@ -415,6 +417,17 @@ class StreamScavenger(Construct):
             "retries": self.metric_retries(),
             "throttled_requests": self.metric_throttled_requests(),
             "consumed_write_capacity": self.metric_consumed_write_capacity(),
+        }
+
+    def _per_target_metrics(self) -> dict[str, list[cloudwatch.IMetric]]:
+        if len(self.targets) == 1:
+            return {}
+        return {
+            title: [self.metric(name, target=t.table, label=t.table.node.id) for t in self.targets]
+            for title, name in (
+                ("Keys deleted per target", "KeysDeleted"),
+                ("Records reported per target", "RecordsReported"),
+            )
         }
 
     def _grant_stream_read(self, table: dynamodb.ITable) -> None:

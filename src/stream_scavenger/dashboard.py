@@ -7,10 +7,14 @@ from constructs import Construct
 
 
 def create_dashboard(
-    scope: Construct, name: str | None, metrics: dict[str, cloudwatch.IMetric]
+    scope: Construct,
+    name: str | None,
+    metrics: dict[str, cloudwatch.IMetric],
+    per_target: dict[str, list[cloudwatch.IMetric]] | None = None,
 ) -> cloudwatch.Dashboard:
     """Invocations, errors, throttles, iterator age, deletes vs matches, retries, replayed and
-    unmappable records, on-failure queue depth and consumed write capacity."""
+    unmappable records, on-failure queue depth and consumed write capacity; with several
+    targets also keys deleted and records reported per target (``per_target``, by title)."""
 
     def graph(title: str, *names: str) -> cloudwatch.GraphWidget:
         return cloudwatch.GraphWidget(
@@ -32,5 +36,11 @@ def create_dashboard(
             "destination_delivery_failures",
         ),
     )
-    dashboard.add_widgets(graph("Consumed write capacity (WCU)", "consumed_write_capacity"))
+    dashboard.add_widgets(
+        graph("Consumed write capacity (WCU)", "consumed_write_capacity"),
+        *(
+            cloudwatch.GraphWidget(title=title, left=lines, width=8, height=6)
+            for title, lines in (per_target or {}).items()
+        ),
+    )
     return dashboard
