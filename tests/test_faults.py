@@ -375,7 +375,8 @@ def batches(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@settings(
+#: Settings of the property tests (example counts come from the ci / slow profiles).
+PROPERTY = settings(
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
@@ -383,6 +384,19 @@ def batches(draw: st.DrawFn) -> dict[str, Any]:
         HealthCheck.data_too_large,
     ],
 )
+
+
+def key_values(key_type: str, prefix: str) -> Any:
+    """Example-unique key values of one type, so examples never see each other's items."""
+    n = next(_examples)
+    return {
+        "S": lambda i: f"{prefix}{n}-{i}",
+        "N": lambda i: n * 100_000 + i,
+        "B": lambda i: f"{prefix}{n}-{i}".encode(),
+    }[key_type]
+
+
+@PROPERTY
 @given(
     batch=batches(),
     schedule=st.lists(st.none() | FAULTS, max_size=30),
@@ -401,13 +415,8 @@ def test_no_selected_record_is_ever_acknowledged_undeleted(
     concurrency: int,
 ) -> None:
     """Random batches and fault schedules; ``tail`` is the fault of every request past the list."""
-    n = next(_examples)
     key_type = batch["key_type"]
-    value = {
-        "S": lambda i: f"x{n}-{i}",
-        "N": lambda i: n * 100_000 + i,
-        "B": lambda i: f"x{n}-{i}".encode(),
-    }[key_type]
+    value = key_values(key_type, "x")
     table = make_table({"pk": key_type})
     put_items(ddb, table, [{"pk": value(i)} for i in range(batch["distinct"])])
     records = [
@@ -438,14 +447,7 @@ ONE_TABLE_FAULTS = st.sampled_from(
 )
 
 
-@settings(
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+@PROPERTY
 @given(
     batch=batches(),
     second_events=st.sets(st.sampled_from(["INSERT", "MODIFY", "REMOVE"]), min_size=1),
@@ -464,13 +466,8 @@ def test_with_two_targets_no_record_is_acknowledged_with_a_key_left_in_either(
     budget_s: float,
 ) -> None:
     """The same invariant when one request carries deletes for two tables, each with its events."""
-    n = next(_examples)
     key_type = batch["key_type"]
-    value = {
-        "S": lambda i: f"y{n}-{i}",
-        "N": lambda i: n * 100_000 + i,
-        "B": lambda i: f"y{n}-{i}".encode(),
-    }[key_type]
+    value = key_values(key_type, "y")
     tables = [make_table({"pk": key_type}), make_table({"ref": key_type})]
     for table, attr in zip(tables, ("pk", "ref"), strict=True):
         put_items(ddb, table, [{attr: value(i)} for i in range(batch["distinct"])])
