@@ -14,7 +14,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="This library against per-record deletes, the article's approach and the "
-        "limit, on DynamoDB Local behind a loopback latency proxy, in one run.",
+        "limit, and with two targets against two single-target scavengers, on DynamoDB Local "
+        "behind a loopback latency proxy, in one run.",
     )
     parser.add_argument(
         "--latency-ms",
@@ -54,6 +55,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-cold-import", action="store_true", help="skip the import timing")
     parser.add_argument(
+        "--no-two-targets",
+        action="store_true",
+        help="skip the two-target series (one scavenger with two targets against two "
+        "single-target scavengers)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path("docs"),
@@ -76,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.per_record_memory_max is not None:
         settings.per_record_memory_max = args.per_record_memory_max
     settings.cold_import = not args.no_cold_import
+    settings.two_targets = not args.no_two_targets
 
     def progress(message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)

@@ -6,13 +6,17 @@
 (each a separate INSERT with its own sequence number, as when an item is written, deleted
 and written again inside one batching window), placed at random; a batch *without* has one
 record per key. Everything is derived from a seed, so every series gets the same batch.
+``target_key`` names a batch key in another target table (the two-target case's design table,
+``STAGING#{messageId}`` / ``MSG#{createdAt}``), from the synthesized ``key_mapping``.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +50,39 @@ class Batch:
 def distinct_keys(records: int, duplicates: bool) -> int:
     """How many distinct keys a batch of ``records`` records has."""
     return records - round(records * DUPLICATE_SHARE) if duplicates else records
+
+
+def target_key(key: Mapping[str, Mapping[str, str]], mapping: Mapping[str, str]) -> dict[str, Any]:
+    """The key a batch key names in a target table, from the target's synthesized
+    ``key_mapping`` (target attribute -> source attribute, or a template such as
+    ``"STAGING#{messageId}"``).
+
+    Written here independently of the runtime, so the tables are filled with the items the
+    scavenger must delete and what is left in them afterwards checks the library. Templates
+    take strings and plain integers only (numbers as DynamoDB stores them), which is all the
+    batches hold; anything else is refused rather than guessed.
+    """
+    out: dict[str, Any] = {}
+    for attribute, source in mapping.items():
+        if "{" not in source and "}" not in source:
+            out[attribute] = dict(key[source])
+            continue
+        if _PLACEHOLDER.sub("", source).count("{") or _PLACEHOLDER.sub("", source).count("}"):
+            raise ValueError(f"key template {source!r}: only {{attribute}} placeholders")
+        out[attribute] = {"S": _PLACEHOLDER.sub(lambda m: _text(key, m.group(1)), source)}
+    return out
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+def _text(key: Mapping[str, Mapping[str, str]], attribute: str) -> str:
+    ((type_, raw),) = key[attribute].items()
+    if type_ == "S":
+        return raw
+    if type_ == "N" and raw.isdigit() and (raw == "0" or not raw.startswith("0")):
+        return raw
+    raise ValueError(f"{attribute}: {type_} {raw!r} is not rendered by the benchmark")
 
 
 def make_batch(records: int, duplicates: bool, *, seed: int = 0, tag: str = "") -> Batch:

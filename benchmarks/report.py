@@ -6,7 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.suite import LABELS, LAMBDA_MB_PER_VCPU
+from benchmarks.suite import APPROACHES, LABELS, LAMBDA_MB_PER_VCPU, TWO_TARGET_APPROACHES
+
+#: The series of the main table and the left panel of the plot.
+MAIN = (*APPROACHES, "limit")
+#: The two-target series: their own table and the right panel.
+TWO = (*TWO_TARGET_APPROACHES, "limit_two_targets")
 
 
 def _num(value: float | None, fmt: str, empty: str = "-") -> str:
@@ -14,7 +19,7 @@ def _num(value: float | None, fmt: str, empty: str = "-") -> str:
 
 
 def _deleted(row: dict[str, Any]) -> str:
-    if row["approach"] == "limit":
+    if row["approach"].startswith("limit"):
         return "-"
     if row.get("error"):
         return f"NO ({row['keys_left']} left, {row['error']})"
@@ -34,6 +39,8 @@ def results_table(results: dict[str, Any]) -> str:
     )
     lines = [head, "|" + "---|" * 11]
     for r in results["rows"]:
+        if r["approach"] not in MAIN:
+            continue
         peak = r.get("peak_bytes")
         event = r.get("event_bytes")
         lines.append(
@@ -122,6 +129,72 @@ def _kib(size: float | None) -> float | None:
     return None if size is None else size / 1024
 
 
+def two_targets_table(results: dict[str, Any]) -> str:
+    """The two-target case: one scavenger with both targets, two single-target scavengers
+    (summed), and the limit, with the keys deleted in each table."""
+    tables = list((results.get("two_targets") or {}).get("tables") or ["staging", "design"])
+    lines = [
+        "| series | records | dup keys | (table, key) pairs | wall ms | requests "
+        + "".join(f"| {t} keys deleted " for t in tables)
+        + "| handler CPU ms | CPU floor ms | peak KiB | GB-s / M rec |",
+        "|" + "---|" * (10 + len(tables)),
+    ]
+    for r in results["rows"]:
+        if r["approach"] not in TWO:
+            continue
+        limit = r["approach"].startswith("limit")
+        if limit:
+            deleted = ["-"] * len(tables)
+        else:
+            left = r["keys_left_by_table"]
+            deleted = [
+                f"{r['distinct_keys'] - left[t]:,}/{r['distinct_keys']:,}"
+                + ("" if left[t] == 0 else " **NO**")
+                for t in tables
+            ]
+        cpu_ms = None if limit else r["cpu_us_per_record"] * r["records"] / 1000
+        name = LABELS[r["approach"]] + (" (sum of 2)" if r.get("functions", 1) > 1 else "")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    f"{r['records']:,}",
+                    "20 %" if r["duplicates"] else "none",
+                    f"{r['distinct_pairs']:,}",
+                    f"{r['wall_s'] * 1000:,.1f}",
+                    _requests(r) + ("" if limit or not r.get("error") else f" ({r['error']})"),
+                    *deleted,
+                    _num(cpu_ms, ",.1f"),
+                    _num(_ms(r.get("machine_floor_s")), ",.1f"),
+                    _num(_kib(r.get("peak_bytes")), ",.0f"),
+                    _num(r.get("gb_s_per_million"), ",.1f", "-" if limit else "fails"),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def two_targets_ratios_table(results: dict[str, Any]) -> str:
+    lines = [
+        "| records | dup keys | requests: two targets / two single-target / limit "
+        "| wall: two targets / two single-target | wall: two targets / limit "
+        "| handler CPU: two targets / two single-target |",
+        "|" + "---|" * 6,
+    ]
+    for x in results.get("two_target_ratios", []):
+        lines.append(
+            f"| {x['records']:,} | {'20 %' if x['duplicates'] else 'none'} "
+            f"| {x['requests']:,} / {_num(x['two_single_requests'], ',')} / "
+            f"{_num(x['limit_requests'], ',')} "
+            f"| {_num(x['two_targets_over_two_single'], '.2f')}x "
+            f"| {_num(x['two_targets_over_limit'], '.2f')}x "
+            f"| {_num(x['cpu_two_targets_over_two_single'], '.2f')}x |"
+        )
+    return "\n".join(lines)
+
+
 def cold_table(results: dict[str, Any]) -> str:
     cold = results.get("cold_import") or {}
     if not cold:
@@ -181,6 +254,20 @@ def text(results: dict[str, Any]) -> str:
         f"call / {results['machine']['nproc']} cores):",
         cpu_table(results),
         "",
+        *(
+            [
+                "Two targets (staging with the messages' key, and a single-table design keyed "
+                "STAGING#{messageId} / MSG#{createdAt}): one scavenger with both targets, two "
+                "single-target scavengers (each run once on the same batch; summed), and the "
+                "limit ceil(2 x distinct keys / 25):",
+                two_targets_table(results),
+                "",
+                two_targets_ratios_table(results),
+                "",
+            ]
+            if results.get("two_target_ratios")
+            else []
+        ),
         "Cold import:",
         cold_table(results),
         "",
@@ -204,18 +291,14 @@ STYLE = {
     "per_record": ("tab:orange", "s"),
     "article": ("tab:green", "^"),
     "limit": ("black", "D"),
+    "two_targets": ("tab:blue", "o"),
+    "two_single": ("tab:purple", "v"),
+    "limit_two_targets": ("black", "D"),
 }
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
-    """Records against wall time, log-log, all four series; dashed: with duplicate keys."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
-    for approach in ("per_record", "article", "library", "limit"):
+def _panel(ax: Any, results: dict[str, Any], approaches: tuple[str, ...]) -> None:
+    for approach in approaches:
         color, marker = STYLE[approach]
         for duplicates in (False, True):
             points = sorted(
@@ -228,6 +311,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
             xs = [p[0] for p in points]
             ys = [p[1] for p in points]
             label = LABELS[approach] + (" (20 % duplicate keys)" if duplicates else "")
+            if approach == "two_single":
+                label = label.replace("scavengers", "scavengers, summed")
             failed = [p for p in points if p[2].get("error") or p[2].get("all_deleted") is False]
             ax.plot(
                 xs,
@@ -255,14 +340,40 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("records in the invocation")
     ax.set_ylabel("wall time of the invocation (s)")
-    m, s = results["machine"], results["settings"]
-    ax.set_title(
-        f"Deleting the keys of one stream batch: {s['latency_ms']:g} ms per request\n"
-        f"DynamoDB Local behind a latency proxy; {m['nproc']} CPUs, Python {m['python']}",
-        fontsize=10,
-    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Records against wall time, log-log; dashed: with duplicate keys. Left: the four
+    series; right (when measured): the two-target case."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    two = any(r["approach"] in TWO for r in results["rows"])
+    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(15, 5.5) if two else (8, 5.5), dpi=120)
+    panels = list(axes) if two else [axes]
+    m, s = results["machine"], results["settings"]
+    where = f"DynamoDB Local behind a latency proxy; {m['nproc']} CPUs, Python {m['python']}"
+    _panel(panels[0], results, ("per_record", "article", "library", "limit"))
+    panels[0].set_title(
+        f"Deleting the keys of one stream batch: {s['latency_ms']:g} ms per request\n{where}",
+        fontsize=10,
+    )
+    if two:
+        _panel(panels[1], results, ("two_single", "two_targets", "limit_two_targets"))
+        panels[1].set_title(
+            "Two target tables from one stream: one scavenger against two\n"
+            f"single-target scavengers (wall times summed); {s['latency_ms']:g} ms per request",
+            fontsize=10,
+        )
+        # The same scale on both panels, so the two can be read against each other.
+        low = min(a.get_ylim()[0] for a in panels)
+        high = max(a.get_ylim()[1] for a in panels)
+        for a in panels:
+            a.set_ylim(low, high)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -15,6 +15,19 @@ Series:
     Not run: ceil(distinct keys / 25) requests at the library's concurrency, each taking
     the median latency of one 25-key ``BatchWriteItem`` measured through the same proxy in
     the same run.
+
+Two targets (staging with the messages' key, and a single-table design keyed by templates),
+from ``benchmarks/two_targets_app.py``, on the same batches:
+
+``two_targets``
+    This library with both targets in one scavenger: the handler of that app's asset and
+    function environment; the deletes of both tables share the ``BatchWriteItem`` requests.
+``two_single``
+    What users would otherwise deploy: two single-target scavengers on the same stream. The
+    library's single-target handler runs once per table on the same batch (each in its own
+    process, as two Lambda functions); requests, wall time and CPU are summed.
+``limit_two_targets``
+    Not run: ceil(2 x distinct keys / 25) requests, as ``limit``.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,17 +54,33 @@ from benchmarks.proxy import LatencyProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 APPROACHES = ("library", "per_record", "article")
+#: The two-target series: one scavenger with both targets, and two single-target ones.
+TWO_TARGET_APPROACHES = ("two_targets", "two_single")
 LABELS = {
     "library": "this library",
     "per_record": "per-record (Powertools)",
     "article": "article's approach",
     "limit": "limit",
+    "two_targets": "this library, two targets",
+    "two_single": "two single-target scavengers",
+    "limit_two_targets": "limit, two targets",
 }
+ORDER = (*APPROACHES, "limit", *TWO_TARGET_APPROACHES, "limit_two_targets")
 CHUNK = 25
 #: Per-record deletes are repeated while repeat * records stays within this many records.
 PER_RECORD_BUDGET = 1000
 #: Warm-up invocations: enough distinct absent keys to open each approach's connections.
-WARMUP_RECORDS = {"library": 200, "per_record": 25, "article": 1250}
+WARMUP_RECORDS = {
+    "library": 200,
+    "per_record": 25,
+    "article": 1250,
+    "two_targets": 200,
+    "two_single": 200,
+}
+TWO_TARGETS_APP = ROOT / "benchmarks" / "two_targets_app.py"
+#: Stacks of ``TWO_TARGETS_APP``.
+TWO_TARGETS_STACK = "StreamScavengerBenchTwoTargets"
+TWO_SCAVENGERS_STACK = "StreamScavengerBenchTwoScavengers"
 MB_PER_GB = 1024
 #: Lambda gives a function the CPU of one vCPU at 1,769 MB, proportionally less below.
 LAMBDA_MB_PER_VCPU = 1769
@@ -74,54 +104,141 @@ class Settings:
     #: Per-record memory runs (tracemalloc, one more full pass) up to this many records.
     per_record_memory_max: int | None = 1000
     cold_import: bool = True
+    #: Run the two-target series (one scavenger with two targets, two single-target ones).
+    two_targets: bool = True
     timeout_s: float = 60.0
     concurrency: int = 8
     notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
+class TargetTable:
+    """One table a scavenger deletes from, as synthesized."""
+
+    #: A short name for tables and reports: the logical ID without its hash, lowercase.
+    label: str
+    logical_id: str
+    key_schema: list[dict[str, str]]
+    attribute_definitions: list[dict[str, str]]
+    #: Target key attribute -> source attribute or key template (from ``SCAVENGER_CONFIG``).
+    key_mapping: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Target:
-    """The example app's scavenger as synthesized."""
+    """A scavenger function as synthesized (the example app's, or a two-target app's)."""
 
     asset_dir: Path
     handler: str
     environment: Any  # FunctionDef, kept for resolved_environment
-    tables: list[str]
-    key_schema: list[dict[str, str]]
-    attribute_definitions: list[dict[str, str]]
+    targets: tuple[TargetTable, ...]
     timeout_s: int
     concurrency: int
     chunk: int
 
+    @property
+    def key_schema(self) -> list[dict[str, str]]:
+        """The first target's key schema (the table the other series delete from)."""
+        return self.targets[0].key_schema
 
-def synthesize(out: Path) -> Target:
-    """``CDK_OUTDIR=out python examples/app.py`` and the scavenger it defines."""
+    @property
+    def attribute_definitions(self) -> list[dict[str, str]]:
+        return self.targets[0].attribute_definitions
+
+
+@dataclass(frozen=True)
+class TwoTargets:
+    """The two-target app: one scavenger with both targets, and one scavenger per table."""
+
+    both: Target
+    singles: tuple[Target, ...]
+
+
+def _synth(app: Path, out: Path) -> list[Any]:
+    """``CDK_OUTDIR=out python app`` and the stacks of the assembly that hold a scavenger."""
     from stream_scavenger.local.assembly import load_assembly
 
     subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "app.py")],
+        [sys.executable, str(app)],
         env={**os.environ, "CDK_OUTDIR": str(out)},
         cwd=ROOT,
         check=True,
         capture_output=True,
         timeout=600,
     )
-    (stack,) = load_assembly(out)
-    (function,) = stack.functions
-    target_ref = function.environment["SCAVENGER_TARGET_TABLE"]["Ref"]
-    props = stack.tables[target_ref].properties
-    config = json.loads(function.environment["SCAVENGER_CONFIG"])
+    return load_assembly(out)
+
+
+def function_target(stack: Any, function: Any) -> Target:
+    """A scavenger function of a loaded stack, its target tables read from its environment
+    (``SCAVENGER_TARGET_TABLE``, ``SCAVENGER_TARGET_TABLE_1``, ... and ``SCAVENGER_CONFIG``
+    version 1 or 2, the contract of ``runtime/scavenger/config.py``)."""
+    env = function.environment
+    config = json.loads(env["SCAVENGER_CONFIG"])
+    entries = config["targets"] if config["version"] == 2 else [config]
+    variables = ["SCAVENGER_TARGET_TABLE"] + [
+        f"SCAVENGER_TARGET_TABLE_{n}" for n in range(1, len(entries))
+    ]
+    targets = []
+    for variable, entry in zip(variables, entries, strict=True):
+        logical_id = env[variable]["Ref"]
+        props = stack.tables[logical_id].properties
+        targets.append(
+            TargetTable(
+                label=_label(logical_id),
+                logical_id=logical_id,
+                key_schema=props["KeySchema"],
+                attribute_definitions=props["AttributeDefinitions"],
+                key_mapping=dict(entry["key_mapping"]),
+            )
+        )
     return Target(
         asset_dir=function.asset_dir,
         handler=function.handler,
         environment=function,
-        tables=list(stack.tables),
-        key_schema=props["KeySchema"],
-        attribute_definitions=props["AttributeDefinitions"],
+        targets=tuple(targets),
         timeout_s=function.timeout_s,
         concurrency=int(config["max_concurrency"]),
         chunk=CHUNK,
     )
+
+
+def _label(logical_id: str) -> str:
+    """``Staging12D1754E`` -> ``staging``: CDK appends 8 hex digits to a logical ID."""
+    name, suffix = logical_id[:-8], logical_id[-8:]
+    hashed = len(logical_id) > 8 and all(c in "0123456789ABCDEF" for c in suffix)
+    return (name if hashed else logical_id).lower()
+
+
+def synthesize(out: Path) -> Target:
+    """``CDK_OUTDIR=out python examples/app.py`` and the scavenger it defines."""
+    (stack,) = _synth(ROOT / "examples" / "app.py", out)
+    (function,) = stack.functions
+    return function_target(stack, function)
+
+
+def synthesize_two_targets(out: Path) -> TwoTargets:
+    """``CDK_OUTDIR=out python benchmarks/two_targets_app.py``: the scavenger with two
+    targets, and the two single-target scavengers (staging first, then design)."""
+    stacks = {stack.name: stack for stack in _synth(TWO_TARGETS_APP, out)}
+    one = stacks[TWO_TARGETS_STACK]
+    (function,) = one.functions
+    both = function_target(one, function)
+    two = stacks[TWO_SCAVENGERS_STACK]
+    singles = {t.targets[0].label: t for t in (function_target(two, f) for f in two.functions)}
+    labels = [t.label for t in both.targets]
+    if len(both.targets) != 2 or sorted(singles) != sorted(labels):
+        raise RuntimeError(f"{TWO_TARGETS_APP.name}: expected two targets, got {labels}")
+    return TwoTargets(both=both, singles=tuple(singles[label] for label in labels))
+
+
+def synthesize_all(out: Path) -> tuple[Target, TwoTargets]:
+    """Both apps, synthesized at the same time (each is a subprocess): the example app's
+    scavenger and the two-target app's, in ``out/example`` and ``out/two-targets``."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        example = pool.submit(synthesize, out / "example")
+        two = pool.submit(synthesize_two_targets, out / "two-targets")
+        return example.result(), two.result()
 
 
 def worker_env(proxy_url: str) -> dict[str, str]:
@@ -158,13 +275,26 @@ def run_worker(
     server_pid: int | None = None,
 ) -> dict[str, Any]:
     """One measurement in a fresh ``python -m benchmarks.worker`` process."""
-    table = f"bench-{os.getpid()}-{next(_tables):03d}-{approach}-{records}"
-    if approach == "library":
-        env = target.environment.resolved_environment({lid: table for lid in target.tables})
-    else:
-        env = {"TARGET_TABLE": table}
+    prefix = f"bench-{os.getpid()}-{next(_tables):03d}-{approach}-{records}"
+    tables = [
+        {
+            "label": t.label,
+            "name": f"{prefix}-{t.label}",
+            "key_schema": t.key_schema,
+            "attribute_definitions": t.attribute_definitions,
+            "key_mapping": t.key_mapping,
+        }
+        for t in target.targets
+    ]
+    if approach in ("per_record", "article"):
+        tables = tables[:1]
+        env = {"TARGET_TABLE": tables[0]["name"]}
+    else:  # the handler of the synthesized asset, with its own environment
+        env = target.environment.resolved_environment(
+            {t.logical_id: table["name"] for t, table in zip(target.targets, tables, strict=True)}
+        )
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
-        spec = {
+        spec: dict[str, Any] = {
             "approach": approach,
             "records": records,
             "duplicates": duplicates,
@@ -172,9 +302,7 @@ def run_worker(
             "repeat": repeat,
             "measure_memory": measure_memory,
             "warmup_records": WARMUP_RECORDS[approach],
-            "table": table,
-            "key_schema": target.key_schema,
-            "attribute_definitions": target.attribute_definitions,
+            "tables": tables,
             "direct_url": direct_url,
             "proxy_url": proxy_url,
             "asset_dir": str(target.asset_dir),
@@ -270,8 +398,13 @@ def run(settings: Settings, progress: Progress = print) -> dict[str, Any]:
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as synth:
-        progress("synthesizing examples/app.py")
-        target = synthesize(Path(synth) / "cdk.out")
+        two: TwoTargets | None = None
+        if settings.two_targets:
+            progress(f"synthesizing examples/app.py and {TWO_TARGETS_APP.relative_to(ROOT)}")
+            target, two = synthesize_all(Path(synth))
+        else:
+            progress("synthesizing examples/app.py")
+            target = synthesize(Path(synth) / "cdk.out")
         settings.concurrency = target.concurrency
         progress(f"starting DynamoDB Local; proxy latency {settings.latency_ms:g} ms")
         with (
@@ -279,7 +412,9 @@ def run(settings: Settings, progress: Progress = print) -> dict[str, Any]:
             LatencyProxy(local.endpoint_url, settings.latency_ms, max_seconds=3 * 3600) as proxy,
         ):
             server_pid = local.pid
-            results = measure(settings, target, local.endpoint_url, proxy.url, progress, server_pid)
+            results = measure(
+                settings, target, local.endpoint_url, proxy.url, progress, server_pid, two=two
+            )
             results["proxy_totals"] = proxy.counts()
     results["elapsed_s"] = time.monotonic() - started
     return results
@@ -292,8 +427,11 @@ def measure(
     proxy_url: str,
     progress: Progress,
     server_pid: int | None = None,
+    *,
+    two: TwoTargets | None = None,
 ) -> dict[str, Any]:
-    """All measurements against a running DynamoDB Local and proxy."""
+    """All measurements against a running DynamoDB Local and proxy; with ``two``, also the
+    two-target series, on the same batches, interleaved with the others at each size."""
     from benchmarks.worker import direct_client
 
     direct = direct_client(direct_url)
@@ -357,20 +495,52 @@ def measure(
                         "records; --per-record-memory-max raises it)"
                     )
                 runs.append(result)
-                progress(
-                    f"  {_ms(result['wall_s'])}, {result['reps'][0]['requests']} requests, "
-                    f"{result['reps'][0]['keys_left']} keys left"
-                    + (f", {result['reps'][0]['error'][:60]}" if result["reps"][0]["error"] else "")
-                )
+                _report_run(progress, result)
+            if two is None:
+                continue
+            repeat = min(settings.repeat, max(3, 20_000 // records))
+            for approach in TWO_TARGET_APPROACHES:
+                label = f"{LABELS[approach]}, {records} records, duplicates={duplicates}"
+                progress(f"running {label} (x{repeat}, +memory)")
+                functions = (two.both,) if approach == "two_targets" else two.singles
+                parts = [
+                    run_worker(
+                        function,
+                        approach,
+                        records,
+                        duplicates,
+                        direct_url=direct_url,
+                        proxy_url=proxy_url,
+                        repeat=repeat,
+                        measure_memory=True,
+                        seed=settings.seed,
+                        timeout_s=function.timeout_s,
+                        server_pid=server_pid,
+                    )
+                    for function in functions
+                ]
+                result = parts[0] if approach == "two_targets" else combine_parts(parts)
+                runs.append(result)
+                _report_run(progress, result)
 
     for run in runs:
-        if run["wall_s"] > target.timeout_s:
-            settings.notes.append(
-                f"{LABELS[run['approach']]}, {run['records']} records"
-                f"{' with duplicate keys' if run['duplicates'] else ''}: "
-                f"{run['wall_s']:.0f} s, longer than the construct's default Lambda timeout "
-                f"({target.timeout_s} s); in Lambda this invocation would time out and be retried"
-            )
+        for part in run.get("parts") or [run]:
+            if part["wall_s"] > target.timeout_s:
+                of = f" ({part['tables'][0]})" if run.get("parts") else ""
+                settings.notes.append(
+                    f"{LABELS[run['approach']]}{of}, {run['records']} records"
+                    f"{' with duplicate keys' if run['duplicates'] else ''}: "
+                    f"{part['wall_s']:.0f} s, longer than the construct's default Lambda timeout "
+                    f"({target.timeout_s} s); in Lambda this invocation would time out and be "
+                    "retried"
+                )
+    if two is not None:
+        settings.notes.append(
+            f"{LABELS['two_single']}: two event source mappings on one stream, so they take "
+            "both of the stream's 2 reader slots per shard (DynamoDB Streams throttles above "
+            f"2 concurrent readers of a shard); {LABELS['two_targets']} is one mapping, one "
+            "reader. Their wall times, requests and CPU are summed (two invocations per batch)."
+        )
     probes.append(probe(direct, proxy_url, target, settings.probe_samples, settings.seed, "end"))
     bwi = [s for p in probes for s in p["batch_write_25_s"]]
     single = [s for p in probes for s in p["delete_item_s"]]
@@ -385,7 +555,7 @@ def measure(
     if settings.cold_import:
         progress(f"cold import, {settings.import_rounds} rounds")
         function_env = target.environment.resolved_environment(
-            {lid: "bench" for lid in target.tables}
+            {t.logical_id: "bench" for t in target.targets}
         )
         cold = coldstart.measure(
             target.asset_dir,
@@ -411,11 +581,98 @@ def measure(
         "skipped": skipped,
         "cold_import": cold,
     }
-    results["limit"] = limit_series(settings.sizes, latency, target.concurrency)
+    if two is not None:
+        results["two_targets"] = {
+            "app": str(TWO_TARGETS_APP.relative_to(ROOT)),
+            "asset_dir": two.both.asset_dir.name,
+            "tables": {t.label: t.key_mapping for t in two.both.targets},
+            "single_target_asset_dirs": [t.asset_dir.name for t in two.singles],
+        }
+    results["limit"] = limit_series(
+        settings.sizes, latency, target.concurrency, two_targets=two is not None
+    )
     results["rows"] = rows(results, settings)
     results["ratios"] = ratios(results["rows"])
+    results["two_target_ratios"] = two_target_ratios(results["rows"])
     results["targets"] = targets(results, settings)
     return results
+
+
+def _report_run(progress: Progress, result: dict[str, Any]) -> None:
+    first = result["reps"][0]
+    progress(
+        f"  {_ms(result['wall_s'])}, {first['requests']} requests, "
+        f"{first['keys_left']} keys left" + (f", {first['error'][:60]}" if first["error"] else "")
+    )
+
+
+def combine_parts(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Two single-target scavengers' runs (one per table, same batch) as one run: what two
+    functions on the same stream cost per batch. Wall time, CPU, requests and keys left are
+    summed (medians summed; repetition n of one with repetition n of the other); peak memory
+    is the larger one's (each function has its own)."""
+    first = parts[0]
+    for part in parts:
+        same = (part["approach"], part["records"], part["duplicates"], part["distinct_keys"])
+        if same != (
+            first["approach"],
+            first["records"],
+            first["duplicates"],
+            first["distinct_keys"],
+        ):
+            raise ValueError("parts of different batches")
+
+    def total(name: str, runs: Sequence[dict[str, Any]]) -> float | None:
+        values = [r.get(name) for r in runs]
+        return None if None in values else sum(values)  # type: ignore[arg-type]
+
+    def largest(name: str) -> int | None:
+        values = [p.get(name) for p in parts]
+        return None if None in values else max(values)  # type: ignore[type-var]
+
+    reps = []
+    for group in zip(*(p["reps"] for p in parts), strict=True):
+        proxy: dict[str, dict[str, int]] = {}
+        for rep in group:
+            for kind, counts in rep["proxy"].items():
+                into = proxy.setdefault(kind, {})
+                for key, value in counts.items():
+                    into[key] = into.get(key, 0) + value
+        reps.append(
+            {
+                "wall_s": total("wall_s", group),
+                "cpu_s": total("cpu_s", group),
+                "server_cpu_s": total("server_cpu_s", group),
+                "proxy_cpu_s": total("proxy_cpu_s", group),
+                "requests": sum(r["requests"] for r in group),
+                "proxy": proxy,
+                "error": next((r["error"] for r in group if r["error"]), None),
+                "keys_left": sum(r["keys_left"] for r in group),
+                "keys_left_by_table": {
+                    k: v for r in group for k, v in r["keys_left_by_table"].items()
+                },
+                "reported": sum(r.get("reported", 0) for r in group),
+            }
+        )
+    return {
+        "approach": first["approach"],
+        "records": first["records"],
+        "duplicates": first["duplicates"],
+        "distinct_keys": first["distinct_keys"],
+        "tables": [label for p in parts for label in p["tables"]],
+        "keys_filled_by_table": {k: v for p in parts for k, v in p["keys_filled_by_table"].items()},
+        "event_bytes": first["event_bytes"],
+        "repeat": min(p["repeat"] for p in parts),
+        "wall_s": total("wall_s", parts),
+        "cpu_s": total("cpu_s", parts),
+        "server_cpu_s": total("server_cpu_s", parts),
+        "proxy_cpu_s": total("proxy_cpu_s", parts),
+        "own_cpu_s": total("own_cpu_s", parts),
+        "own_peak_bytes": largest("own_peak_bytes"),
+        "peak_bytes": largest("peak_bytes"),
+        "reps": reps,
+        "parts": list(parts),
+    }
 
 
 # -- derived numbers ---------------------------------------------------------------------------
@@ -431,23 +688,33 @@ def limit_wall(distinct: int, per_request_s: float, concurrency: int) -> float:
 
 
 def limit_series(
-    sizes: Sequence[int], latency: dict[str, Any], concurrency: int
+    sizes: Sequence[int],
+    latency: dict[str, Any],
+    concurrency: int,
+    *,
+    two_targets: bool = False,
 ) -> list[dict[str, Any]]:
+    """The limit per size and duplicates setting; with ``two_targets``, also the limit of
+    deleting each distinct key from two tables: ceil(2 x distinct keys / 25) requests."""
     per_request = latency["batch_write_25_median_s"]
+    kinds = [("limit", 1)] + ([("limit_two_targets", 2)] if two_targets else [])
     out = []
     for records in sizes:
         for duplicates in (False, True):
             distinct = distinct_keys(records, duplicates)
-            out.append(
-                {
-                    "approach": "limit",
-                    "records": records,
-                    "duplicates": duplicates,
-                    "distinct_keys": distinct,
-                    "requests": limit_requests(distinct),
-                    "wall_s": limit_wall(distinct, per_request, concurrency),
-                }
-            )
+            for approach, tables in kinds:
+                out.append(
+                    {
+                        "approach": approach,
+                        "records": records,
+                        "duplicates": duplicates,
+                        "distinct_keys": distinct,
+                        "target_tables": tables,
+                        "distinct_pairs": tables * distinct,
+                        "requests": limit_requests(tables * distinct),
+                        "wall_s": limit_wall(tables * distinct, per_request, concurrency),
+                    }
+                )
     return out
 
 
@@ -475,13 +742,24 @@ def rows(results: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
         spent = [run["cpu_s"], run["server_cpu_s"], run["proxy_cpu_s"]]
         floor = sum(spent) / cores if None not in spent else None
         keys_left = max(r["keys_left"] for r in reps)
+        tables = run.get("tables") or ["target"]
         failed = bool(errors) or keys_left > 0
+        # Each function is billed for its own duration: two scavengers, twice.
+        billed = run.get("parts") or [run]
         out.append(
             {
                 "approach": run["approach"],
                 "records": run["records"],
                 "duplicates": run["duplicates"],
                 "distinct_keys": run["distinct_keys"],
+                "target_tables": len(tables),
+                "distinct_pairs": len(tables) * run["distinct_keys"],
+                "keys_left_by_table": {
+                    t: max(r.get("keys_left_by_table", {}).get(t, r["keys_left"]) for r in reps)
+                    for t in tables
+                },
+                "keys_filled_by_table": run.get("keys_filled_by_table"),
+                "functions": len(billed),
                 "repeat": run["repeat"],
                 "wall_s": run["wall_s"],
                 "requests": requests[-1],
@@ -507,7 +785,10 @@ def rows(results: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
                 "gb_s_per_million_cpu_share": None
                 if failed
                 else gb_seconds_per_million(
-                    lambda_duration_estimate(run["wall_s"], run["cpu_s"], settings.memory_mb),
+                    sum(
+                        lambda_duration_estimate(b["wall_s"], b["cpu_s"], settings.memory_mb)
+                        for b in billed
+                    ),
                     run["records"],
                     settings.memory_mb,
                 ),
@@ -524,7 +805,7 @@ def rows(results: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
                 "gb_s_per_million_cpu_share": None,
             }
         )
-    order = {name: i for i, name in enumerate((*APPROACHES, "limit"))}
+    order = {name: i for i, name in enumerate(ORDER)}
     out.sort(key=lambda r: (r["records"], r["duplicates"], order[r["approach"]]))
     return out
 
@@ -560,6 +841,40 @@ def ratios(rows_: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 else None,
                 "per_record_requests_over_library": per["requests"] / lib["requests"]
                 if per
+                else None,
+            }
+        )
+    return out
+
+
+def two_target_ratios(rows_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The two-target case per size and duplicates setting: one scavenger with both targets
+    against two single-target scavengers (summed) and against its limit."""
+    out = []
+    for records, duplicates in sorted({(r["records"], r["duplicates"]) for r in rows_}):
+        both = find(rows_, "two_targets", records, duplicates)
+        single = find(rows_, "two_single", records, duplicates)
+        lim = find(rows_, "limit_two_targets", records, duplicates)
+        if both is None:
+            continue
+        out.append(
+            {
+                "records": records,
+                "duplicates": duplicates,
+                "distinct_keys": both["distinct_keys"],
+                "distinct_pairs": both["distinct_pairs"],
+                "requests": both["requests"],
+                "two_single_requests": single["requests"] if single else None,
+                "limit_requests": lim["requests"] if lim else None,
+                "all_deleted": both["all_deleted"],
+                "keys_left_by_table": both["keys_left_by_table"],
+                "two_targets_over_two_single": both["wall_s"] / single["wall_s"]
+                if single
+                else None,
+                "two_targets_over_limit": both["wall_s"] / lim["wall_s"] if lim else None,
+                "cpu_two_targets_over_two_single": both["cpu_us_per_record"]
+                / single["cpu_us_per_record"]
+                if single
                 else None,
             }
         )
@@ -663,6 +978,44 @@ def targets(results: dict[str, Any], settings: Settings) -> list[dict[str, Any]]
                 "verdict": _verdict(times <= 3),
                 "measured": f"{times:.2f}x ({_kib(r['peak_bytes'])} peak, "
                 f"{_kib(r['event_bytes'])} event)",
+            }
+        )
+
+    both = [r for r in rows_ if r["approach"] == "two_targets"]
+    if both:
+        out.append(
+            {
+                "target": "two targets: requests = ceil(2 x distinct keys / 25) exactly, "
+                "without faults (library, one scavenger)",
+                "verdict": _verdict(
+                    all(
+                        r["requests"] == limit_requests(r["distinct_pairs"])
+                        and not r["requests_varied"]
+                        for r in both
+                    )
+                ),
+                "measured": ", ".join(
+                    f"{r['records']}{'d' if r['duplicates'] else ''}: {r['requests']}"
+                    f"/{limit_requests(r['distinct_pairs'])}"
+                    for r in both
+                ),
+            }
+        )
+        checked = both + [r for r in rows_ if r["approach"] == "two_single"]
+        out.append(
+            {
+                "target": "two targets: every key deleted in both tables (one scavenger with "
+                "two targets, and two single-target scavengers)",
+                "verdict": _verdict(all(r["all_deleted"] and not r["error"] for r in checked)),
+                "measured": "; ".join(
+                    f"{'one' if r['approach'] == 'two_targets' else 'two'} "
+                    f"{r['records']}{'d' if r['duplicates'] else ''}: "
+                    + ", ".join(
+                        f"{t} {r['distinct_keys'] - left}/{r['distinct_keys']}"
+                        for t, left in r["keys_left_by_table"].items()
+                    )
+                    for r in checked
+                ),
             }
         )
 

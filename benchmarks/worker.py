@@ -5,20 +5,21 @@ makes ``time.process_time()`` the handler's own CPU time (all its threads, reque
 serialization and response parsing included; the proxy and DynamoDB Local run in other
 processes). The worker:
 
-1. creates its own target table as the template defines it (directly on DynamoDB Local);
+1. creates its own target table(s) as the template defines them (directly on DynamoDB
+   Local): one, or one per target of a scavenger with several targets;
 2. imports the handler (for this library: from the synthesized asset, with the function's
-   environment) and warms it with one invocation on keys that are not in the table, as a
+   environment) and warms it with one invocation on keys that are not in the tables, as a
    warm Lambda container would be;
-3. per repetition: fills the table with the batch's keys (directly, not through the proxy),
-   calls the handler once through the latency proxy, and records wall time, CPU time, the
-   CPU time DynamoDB Local and the proxy used meanwhile (from ``/proc``), the proxy's request
-   counts for that call, the handler's answer or exception, and how many keys are still in
-   the table;
+3. per repetition: fills each table with the batch's keys as that table's ``key_mapping``
+   names them (directly, not through the proxy), calls the handler once through the latency
+   proxy, and records wall time, CPU time, the CPU time DynamoDB Local and the proxy used
+   meanwhile (from ``/proc``), the proxy's request counts for that call, the handler's answer
+   or exception, and how many keys are still in each table;
 4. for this library only: the handler's CPU time and peak memory with botocore replaced by
    a stand-in that answers at once (the library's own share);
 5. once more with ``tracemalloc`` on, for the peak memory the call allocates (kept out of
    the timed calls, whose speed tracemalloc would change);
-6. deletes its table and writes the results as JSON to ``SPEC["result"]``.
+6. deletes its tables and writes the results as JSON to ``SPEC["result"]``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.events import make_batch
+from benchmarks.events import make_batch, target_key
 from benchmarks.proxy import difference, read_counts
 
 HANDLERS = {
@@ -61,11 +62,11 @@ class LambdaContext:
 def load_handler(spec: dict[str, Any]) -> Any:
     """The approach's ``handler(event, context)``; this library's comes from the asset."""
     os.environ.update(spec["env"])
-    if spec["approach"] == "library":
+    if spec["approach"] in HANDLERS:
+        dotted = HANDLERS[spec["approach"]]
+    else:  # this library, from the asset: one target, two targets, or one of two scavengers
         sys.path.insert(0, spec["asset_dir"])
         dotted = spec["handler"]
-    else:
-        dotted = HANDLERS[spec["approach"]]
     module_name, _, name = dotted.rpartition(".")
     return getattr(importlib.import_module(module_name), name)
 
@@ -177,17 +178,27 @@ def answer_summary(answer: Any) -> dict[str, Any]:
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     client = direct_client(spec["direct_url"])
-    table = spec["table"]
-    client.create_table(
-        TableName=table,
-        KeySchema=spec["key_schema"],
-        AttributeDefinitions=spec["attribute_definitions"],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    tables: list[dict[str, Any]] = spec["tables"]
     batch = make_batch(spec["records"], spec["duplicates"], seed=spec["seed"])
+    # The items each table holds before a call: the batch's keys as that table names them.
+    items = {t["name"]: [target_key(key, t["key_mapping"]) for key in batch.keys] for t in tables}
     payload = batch.payload()
     timeout_s = float(spec["timeout_s"])
+    created: list[str] = []
     try:
+        for t in tables:
+            client.create_table(
+                TableName=t["name"],
+                KeySchema=t["key_schema"],
+                AttributeDefinitions=t["attribute_definitions"],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            created.append(t["name"])
+
+        def refill() -> None:
+            for name, keys in items.items():
+                fill(client, name, keys)
+
         handler = load_handler(spec)
         warm = make_batch(spec["warmup_records"], False, seed=spec["seed"], tag="warm-up")
         _, warm_error = invoke(handler, json.loads(warm.payload()), timeout_s)
@@ -195,8 +206,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             raise RuntimeError(f"warm-up invocation failed: {warm_error}")
 
         reps = []
+        filled: dict[str, int] = {}
         for _ in range(spec["repeat"]):
-            fill(client, table, batch.keys)
+            refill()
+            if not filled:  # once: each table holds exactly the keys the batch names there
+                filled = {t["label"]: items_left(client, t["name"]) for t in tables}
+                if set(filled.values()) != {batch.distinct}:
+                    raise RuntimeError(f"tables hold {filled} items, not {batch.distinct} each")
             event = json.loads(payload)
             gc.collect()
             before = read_counts(spec["proxy_url"])
@@ -206,6 +222,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             server1, proxy1 = process_cpu_s(spec["server_pid"]), process_cpu_s(spec["proxy_pid"])
             seen = difference(read_counts(spec["proxy_url"]), before)
+            left = {t["label"]: items_left(client, t["name"]) for t in tables}
             reps.append(
                 {
                     "wall_s": wall,
@@ -215,19 +232,20 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                     "requests": sum(seen["operations"].values()),
                     "proxy": seen,
                     "error": error,
-                    "keys_left": items_left(client, table),
+                    "keys_left": sum(left.values()),
+                    "keys_left_by_table": left,
                     **answer_summary(answer),
                 }
             )
-            # The next fill puts every key again: the table then holds exactly the batch's keys.
+            # The next fill puts every key again: the tables then hold exactly the batch's keys.
 
         own = {"own_cpu_s": None, "own_peak_bytes": None}
-        if spec["approach"] == "library":
+        if spec["approach"] not in HANDLERS:
             own = own_share(handler, payload, len(reps))
 
         peak = None
         if spec["measure_memory"]:
-            fill(client, table, batch.keys)
+            refill()
             event = json.loads(payload)
             gc.collect()
             tracemalloc.start()
@@ -237,7 +255,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             finally:
                 tracemalloc.stop()
     finally:
-        client.delete_table(TableName=table)
+        for name in created:
+            client.delete_table(TableName=name)
 
     def median(name: str) -> float | None:
         values = [r[name] for r in reps if r[name] is not None]
@@ -248,6 +267,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "records": batch.records,
         "duplicates": spec["duplicates"],
         "distinct_keys": batch.distinct,
+        "tables": [t["label"] for t in tables],
+        "keys_filled_by_table": filled,
         "event_bytes": len(payload),
         "repeat": len(reps),
         "wall_s": median("wall_s"),

@@ -2,7 +2,8 @@
 
 100 records per batch, 1 ms of proxy latency, one timed call per series, one round of the
 cold-import timing. Asserts correctness only (request counts, every key deleted, the
-article's approach failing on duplicate keys, the outputs written), never time.
+article's approach failing on duplicate keys, the two-target case deleting every key in both
+tables with ceil(2 x distinct keys / 25) requests, the outputs written), never time.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import coldstart, report, suite  # noqa: E402
-from benchmarks.events import DUPLICATE_SHARE, distinct_keys, make_batch  # noqa: E402
+from benchmarks.events import DUPLICATE_SHARE, distinct_keys, make_batch, target_key  # noqa: E402
 from benchmarks.proxy import LatencyProxy, read_counts  # noqa: E402
 from benchmarks.worker import direct_client  # noqa: E402
 
@@ -37,11 +38,11 @@ def results(ddb_local: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         probe_samples=5,
         warmup_rounds=0,
     )
-    target = suite.synthesize(tmp_path_factory.mktemp("bench") / "cdk.out")
+    target, two = suite.synthesize_all(tmp_path_factory.mktemp("bench"))
     server_pid = ddb_local.pid
     with LatencyProxy(ddb_local.endpoint_url, settings.latency_ms, max_seconds=600) as proxy:
         return suite.measure(
-            settings, target, ddb_local.endpoint_url, proxy.url, lambda _: None, server_pid
+            settings, target, ddb_local.endpoint_url, proxy.url, lambda _: None, server_pid, two=two
         )
 
 
@@ -108,6 +109,73 @@ def test_article_fails_on_duplicate_keys_and_it_is_shown(results: dict[str, Any]
     assert verdicts["the article's approach shown failing on duplicate keys"] == "PASS"
 
 
+BOTH_EMPTY = {"staging": 0, "design": 0}
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_two_targets_send_the_limit_and_delete_every_key_in_both_tables(
+    results: dict[str, Any], duplicates: bool
+) -> None:
+    both = row(results, "two_targets", duplicates)
+    limit = row(results, "limit_two_targets", duplicates)
+    distinct = distinct_keys(RECORDS, duplicates)
+    assert (both["distinct_keys"], both["distinct_pairs"]) == (distinct, 2 * distinct)
+    assert both["requests"] == limit["requests"] == math.ceil(2 * distinct / 25)
+    assert both["all_deleted"] and both["error"] is None and both["functions"] == 1
+    assert both["keys_left_by_table"] == BOTH_EMPTY
+    run = run_of(results, "two_targets", duplicates)
+    # The tables held every key (the design table its STAGING#/MSG# form) before each call.
+    assert run["keys_filled_by_table"] == {"staging": distinct, "design": distinct}
+    for rep in run["reps"]:
+        assert rep["proxy"]["operations"] == {"BatchWriteItem": limit["requests"]}
+        assert rep["proxy"]["errors"] == {}
+        assert rep["reported"] == 0 and rep["keys_left_by_table"] == BOTH_EMPTY
+    assert both["peak_bytes"] > 0 and both["own_cpu_us_per_record"] > 0
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_two_single_target_scavengers_each_delete_their_table_and_are_summed(
+    results: dict[str, Any], duplicates: bool
+) -> None:
+    single = row(results, "two_single", duplicates)
+    distinct = distinct_keys(RECORDS, duplicates)
+    run = run_of(results, "two_single", duplicates)
+    staging, design = run["parts"]
+    assert (staging["tables"], design["tables"]) == (["staging"], ["design"])
+    for part in (staging, design):
+        (rep,) = part["reps"]
+        assert rep["proxy"]["operations"] == {"BatchWriteItem": math.ceil(distinct / 25)}
+        assert rep["keys_left"] == 0 and rep["reported"] == 0 and rep["error"] is None
+        assert part["keys_filled_by_table"] == {part["tables"][0]: distinct}
+    assert single["requests"] == 2 * math.ceil(distinct / 25)
+    assert single["wall_s"] == pytest.approx(staging["wall_s"] + design["wall_s"])
+    assert single["cpu_us_per_record"] * RECORDS / 1e6 == pytest.approx(
+        staging["cpu_s"] + design["cpu_s"]
+    )
+    assert single["all_deleted"] and single["keys_left_by_table"] == BOTH_EMPTY
+    assert single["functions"] == 2
+    (ratio,) = [
+        x
+        for x in results["two_target_ratios"]
+        if (x["records"], x["duplicates"]) == (RECORDS, duplicates)
+    ]
+    assert ratio["two_single_requests"] == single["requests"]
+    assert ratio["requests"] == ratio["limit_requests"] == math.ceil(2 * distinct / 25)
+    verdicts = {t["target"]: t["verdict"] for t in results["targets"]}
+    two = [v for t, v in verdicts.items() if t.startswith("two targets:")]
+    assert two == ["PASS", "PASS"]
+
+
+def test_target_keys_follow_the_synthesized_mapping() -> None:
+    key = {"messageId": {"S": "m-1"}, "createdAt": {"N": "1767225600"}}
+    design = {"pk": "STAGING#{messageId}", "sk": "MSG#{createdAt}"}
+    assert target_key(key, design) == {"pk": {"S": "STAGING#m-1"}, "sk": {"S": "MSG#1767225600"}}
+    same = {"messageId": "messageId", "createdAt": "createdAt"}
+    assert target_key(key, same) == key
+    with pytest.raises(ValueError):  # not a number as DynamoDB stores it: refused, not guessed
+        target_key({"createdAt": {"N": "1.50"}}, {"sk": "MSG#{createdAt}"})
+
+
 def test_targets_are_reported_not_asserted(results: dict[str, Any]) -> None:
     verdicts = {t["target"]: t["verdict"] for t in results["targets"]}
     exact = "requests = ceil(distinct keys / 25) exactly, without faults (library)"
@@ -122,6 +190,7 @@ def test_targets_are_reported_not_asserted(results: dict[str, Any]) -> None:
 def test_outputs_are_written(results: dict[str, Any], tmp_path: Path) -> None:
     text = report.text(results)
     assert "| this library | 100 |" in text and "Targets:" in text
+    assert "| this library, two targets | 100 |" in text
     report.write_json(results, tmp_path / "benchmarks.json")
     report.plot(results, tmp_path / "benchmarks.png")
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
