@@ -53,11 +53,6 @@ class TargetKey:
     identity: Identity
     request: dict[str, dict[str, Any]]
 
-    @property
-    def ref(self) -> tuple[str, Identity]:
-        """Equal exactly when two keys name the same item of the same table."""
-        return (self.table, self.identity)
-
 
 def event_name_of(record: Any) -> str:
     """The record's event name: INSERT, MODIFY or REMOVE.

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from .records import Identity, TargetKey, identity_of
 
 KeyRef = tuple[str, Identity]
-"""A key's table and identity: what the deleter tracks (see :attr:`TargetKey.ref`)."""
+"""A key's table and identity: what the deleter tracks while a chunk is in flight."""
 
 #: BatchWriteItem accepts at most this many requests.
 CHUNK_SIZE = 25
@@ -97,7 +97,14 @@ class DeleteStats:
 class DeleteResult:
     """Which keys were confirmed deleted, and how it went."""
 
-    deleted: set[KeyRef] = field(default_factory=set)
+    #: Table name -> identities of its keys that a response confirmed deleted.
+    deleted: dict[str, set[Identity]] = field(default_factory=dict)
+
+    @property
+    def deleted_count(self) -> int:
+        """Keys confirmed deleted, over all tables."""
+        return sum(len(identities) for identities in self.deleted.values())
+
     stats: DeleteStats = field(default_factory=DeleteStats)
     timed_out: bool = False
 
@@ -157,7 +164,8 @@ class BatchDeleter:
                     result.stats.error_codes[code] = result.stats.error_codes.get(code, 0) + 1
                     continue
                 chunk_deleted, chunk_stats = future.result()
-                result.deleted |= chunk_deleted
+                for key in chunk_deleted:
+                    result.deleted.setdefault(key.table, set()).add(key.identity)
                 result.stats.add(chunk_stats)
         finally:
             stop.set()
@@ -166,15 +174,15 @@ class BatchDeleter:
 
     def _delete_chunk(
         self, chunk: Sequence[TargetKey], deadline: Deadline, stop: threading.Event
-    ) -> tuple[set[KeyRef], DeleteStats]:
+    ) -> tuple[list[TargetKey], DeleteStats]:
         """Delete one chunk; a chunk DynamoDB rejects as invalid is split to isolate the bad key."""
         stats = DeleteStats()
-        deleted: set[KeyRef] = set()
+        deleted: list[TargetKey] = []
         groups = [list(chunk)]
         while groups:
             group = groups.pop()
             try:
-                deleted |= self._delete_group(group, deadline, stop, stats)
+                deleted += self._delete_group(group, deadline, stop, stats)
             except _Split as split:
                 half = len(split.keys) // 2
                 stats.splits += 1
@@ -187,9 +195,9 @@ class BatchDeleter:
         deadline: Deadline,
         stop: threading.Event,
         stats: DeleteStats,
-    ) -> set[KeyRef]:
-        deleted: set[KeyRef] = set()
-        pending = {key.ref: key for key in group}
+    ) -> list[TargetKey]:
+        deleted: list[TargetKey] = []
+        pending = {(key.table, key.identity): key for key in group}
         for attempt in range(1, self._max_attempts + 1):
             if attempt > 1:
                 delay = self.backoff(attempt - 1)
@@ -209,8 +217,7 @@ class BatchDeleter:
                 continue
             for ref in list(pending):
                 if ref not in unprocessed:
-                    deleted.add(ref)
-                    del pending[ref]
+                    deleted.append(pending.pop(ref))
             if not pending:
                 break
             stats.unprocessed += len(pending)

@@ -21,10 +21,10 @@ import boto3
 from botocore.config import Config
 
 from .config import ScavengerConfig
-from .deleter import BatchDeleter, Deadline, DynamoDBClient, KeyRef
+from .deleter import BatchDeleter, Deadline, DynamoDBClient
 from .logs import get_logger
 from .metrics import emit
-from .records import TargetKey, Unmappable, event_name_of, map_record
+from .records import Identity, TargetKey, Unmappable, event_name_of, map_record
 
 #: Seconds kept back from the Lambda timeout to build the answer and log.
 RESERVE_S = 0.8
@@ -125,8 +125,9 @@ class Scavenger:
 
         summary.records = len(records)
         summary.targets = [TargetSummary(t.table) for t in self.config.targets]
-        keys: dict[KeyRef, TargetKey] = {}
-        wanted: list[tuple[Mapping[str, Any], list[KeyRef]]] = []
+        # Per target: its distinct keys, and (record index, key) for every record that named one.
+        keys: list[dict[Identity, TargetKey]] = [{} for _ in self.config.targets]
+        wanted: list[list[tuple[int, Identity]]] = [[] for _ in self.config.targets]
         for index, record in enumerate(records):
             try:
                 event_name = event_name_of(record)
@@ -134,42 +135,40 @@ class Scavenger:
                 summary.unmappable += 1
                 self._log_unmappable(record, index, why, None)
                 continue
-            refs = self._map(record, index, event_name, keys, summary)
-            if refs is not None:
-                wanted.append((record, refs))
+            self._map(record, index, event_name, keys, wanted, summary)
 
-        summary.distinct_keys = len(keys)
+        summary.distinct_keys = sum(len(table_keys) for table_keys in keys)
         summary.duplicates = sum(t.duplicates for t in summary.targets)
         if self.config.dry_run:
             # Everything but the deletes: the counts say what a real run would delete.
             summary.deleted = summary.distinct_keys
-            for target in summary.targets:
-                target.deleted = target.matched - target.duplicates
+            for counts, table_keys in zip(summary.targets, keys, strict=True):
+                counts.deleted = len(table_keys)
             summary.duration_ms = round((self._clock() - started) * 1000, 3)
             self.last_summary = summary
             log.info("dry run: would delete", extra={"summary": asdict(summary)})
             self._emit(summary)
             return {"batchItemFailures": []}
         deadline = Deadline(_remaining_seconds(context, started, self._clock), RESERVE_S)
-        result = self._deleter.delete(list(keys.values()), deadline)
+        result = self._deleter.delete(
+            [key for table_keys in keys for key in table_keys.values()], deadline
+        )
         stats = result.stats
-        summary.deleted = len(result.deleted)
+        summary.deleted = result.deleted_count
         summary.requests, summary.retries = stats.requests, stats.retries
         summary.unprocessed, summary.throttles = stats.unprocessed, stats.throttles
         summary.errors, summary.consumed_wcu = stats.errors, stats.consumed_wcu
         summary.splits = stats.splits
         summary.timed_out = result.timed_out
-        by_table = {t.table: t for t in summary.targets}
-        for table, _ in result.deleted:
-            by_table[table].deleted += 1
-
-        failures = []
-        for record, refs in wanted:
-            missed = {ref[0] for ref in refs if ref not in result.deleted}
-            for table in missed:
-                by_table[table].reported += 1
-            if missed:
-                failures.append(record)
+        missed: set[int] = set()
+        for counts, named in zip(summary.targets, wanted, strict=True):
+            confirmed = result.deleted.get(counts.table, set())
+            counts.deleted = len(confirmed)
+            for index, identity in named:
+                if identity not in confirmed:
+                    counts.reported += 1
+                    missed.add(index)
+        failures = [records[index] for index in sorted(missed)]
         summary.reported = len(failures)
         try:
             return _failure_response(failures)
@@ -186,16 +185,17 @@ class Scavenger:
         record: Mapping[str, Any],
         index: int,
         event_name: str,
-        keys: dict[KeyRef, TargetKey],
+        keys: list[dict[Identity, TargetKey]],
+        wanted: list[list[tuple[int, Identity]]],
         summary: Summary,
-    ) -> list[KeyRef] | None:
-        """The keys one record names, added to ``keys``; None if no target acts on it."""
-        refs: list[KeyRef] = []
-        selected = unmappable = False
-        for target, counts in zip(self.config.targets, summary.targets, strict=True):
+    ) -> None:
+        """Add the keys one record names, in every target that acts on its event."""
+        selected = unmappable = named = False
+        for position, target in enumerate(self.config.targets):
             if event_name not in target.event_names:
                 continue
             selected = True
+            counts = summary.targets[position]
             try:
                 key = map_record(record, target)
             except Unmappable as why:
@@ -204,21 +204,18 @@ class Scavenger:
                 self._log_unmappable(record, index, why, target.table)
                 continue
             counts.matched += 1
-            if key.ref in keys:
+            named = True
+            table_keys = keys[position]
+            if key.identity in table_keys:
                 counts.duplicates += 1
             else:
-                keys[key.ref] = key
-            refs.append(key.ref)
+                table_keys[key.identity] = key
+            wanted[position].append((index, key.identity))
             if self.config.log_items:
                 log.debug("key", extra={"table": key.table, "key": _printable(key.request)})
-        if not selected:
-            summary.skipped += 1
-            return None
+        summary.skipped += not selected
         summary.unmappable += unmappable
-        if not refs:
-            return None
-        summary.matched += 1
-        return refs
+        summary.matched += named
 
     @staticmethod
     def _log_unmappable(record: Any, index: int, why: Unmappable, table: str | None) -> None:
