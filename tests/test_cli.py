@@ -88,7 +88,7 @@ def test_run_with_a_cloud_assembly(
     )
     assert code == 0
     row = summary_row(capsys.readouterr().out)
-    assert row[1:4] == ["60", "60", "60/60"] and row[-1] == "OK"
+    assert row[1:4] == ["60", "60/60", "60/60"] and row[-1] == "OK"
 
 
 def test_run_with_an_app_command(ddb_local: Any, capsys: pytest.CaptureFixture[str]) -> None:

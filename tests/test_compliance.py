@@ -20,7 +20,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from cdk_nag import AwsSolutionsChecks
 
-from stream_scavenger import StreamScavenger
+from stream_scavenger import ScavengerTarget, StreamScavenger
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,6 +77,21 @@ def everything_on(stack: cdk.Stack) -> StreamScavenger:
     )
 
 
+def several_targets(stack: cdk.Stack) -> StreamScavenger:
+    key = kms.Key(stack, "Key", enable_key_rotation=True)
+    cmk = {"encryption": dynamodb.TableEncryption.CUSTOMER_MANAGED, "encryption_key": key}
+    return StreamScavenger(
+        stack,
+        "Scavenger",
+        source_table=user_table(stack, "Source"),
+        targets=[
+            ScavengerTarget(user_table(stack, "Plain")),
+            ScavengerTarget(user_table(stack, "Sealed", **cmk), event_names=["REMOVE"]),
+        ],
+        dashboard=True,
+    )
+
+
 def nag_findings(build: Any) -> list[tuple[str, str]]:
     stack = cdk.Stack(cdk.App(), "Nag")
     build(stack)
@@ -86,8 +101,8 @@ def nag_findings(build: Any) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "build",
-    [defaults, customer_keys, everything_on],
-    ids=["defaults", "customer-keys", "everything-on"],
+    [defaults, customer_keys, everything_on, several_targets],
+    ids=["defaults", "customer-keys", "everything-on", "several-targets"],
 )
 def test_cdk_nag_aws_solutions_finds_nothing(build: Any) -> None:
     assert nag_findings(build) == []
@@ -133,7 +148,7 @@ def test_acknowledgments_carry_reasons() -> None:
 def synthesized_templates(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     out = tmp_path_factory.mktemp("lint")
     app = cdk.App(outdir=str(out))
-    for build in (defaults, customer_keys, everything_on):
+    for build in (defaults, customer_keys, everything_on, several_targets):
         build(cdk.Stack(app, build.__name__.replace("_", "-")))
     imported = cdk.Stack(app, "imported")
     StreamScavenger(
@@ -163,7 +178,7 @@ def synthesized_templates(tmp_path_factory: pytest.TempPathFactory) -> list[Path
 
 
 def test_cfn_lint_finds_no_errors(synthesized_templates: list[Path]) -> None:
-    assert len(synthesized_templates) == 5 + 7  # 4 variants, the example, 3 integ apps' 7 stacks
+    assert len(synthesized_templates) == 6 + 9  # 5 variants, the example, 4 integ apps' 9 stacks
     result = subprocess.run(
         [
             Path(sys.executable).parent / "cfn-lint",
