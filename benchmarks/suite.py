@@ -32,6 +32,7 @@ from ``benchmarks/two_targets_app.py``, on the same batches:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -447,6 +448,14 @@ def measure(
 
     runs: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
+    # What every measurement shares: the endpoints, the seed and DynamoDB Local's process.
+    worker = functools.partial(
+        run_worker,
+        direct_url=direct_url,
+        proxy_url=proxy_url,
+        seed=settings.seed,
+        server_pid=server_pid,
+    )
     for records in settings.sizes:
         for duplicates in (False, True):
             for approach in APPROACHES:
@@ -475,18 +484,14 @@ def measure(
                     cap = settings.per_record_memory_max
                     memory = cap is None or records <= cap
                 progress(f"running {label} (x{repeat}{', +memory' if memory else ''})")
-                result = run_worker(
+                result = worker(
                     target,
                     approach,
                     records,
                     duplicates,
-                    direct_url=direct_url,
-                    proxy_url=proxy_url,
                     repeat=repeat,
                     measure_memory=memory,
-                    seed=settings.seed,
                     timeout_s=target.timeout_s,
-                    server_pid=server_pid,
                 )
                 if not memory:
                     settings.notes.append(
@@ -504,18 +509,14 @@ def measure(
                 progress(f"running {label} (x{repeat}, +memory)")
                 functions = (two.both,) if approach == "two_targets" else two.singles
                 parts = [
-                    run_worker(
+                    worker(
                         function,
                         approach,
                         records,
                         duplicates,
-                        direct_url=direct_url,
-                        proxy_url=proxy_url,
                         repeat=repeat,
                         measure_memory=True,
-                        seed=settings.seed,
                         timeout_s=function.timeout_s,
-                        server_pid=server_pid,
                     )
                     for function in functions
                 ]
