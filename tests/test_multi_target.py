@@ -278,6 +278,17 @@ def test_event_names_of_the_scavenger_are_the_default_for_each_target() -> None:
             ),
             r"key_mapping is per target with targets=",
         ),
+        (
+            lambda t: t.three_targets(
+                filters=[
+                    {
+                        "eventName": ["INSERT"],
+                        "dynamodb": {"Keys": {"messageId": {"S": [{"prefix": "m"}]}}},
+                    }
+                ]
+            ),
+            r"filters let no REMOVE record through, so targets\[2\] would never delete",
+        ),
     ],
     ids=[
         "both",
@@ -293,6 +304,7 @@ def test_event_names_of_the_scavenger_are_the_default_for_each_target() -> None:
         "template-checked-per-table",
         "event-names-checked-per-target",
         "top-level-key-mapping",
+        "filters-starve-a-target",
     ],
 )
 def test_bad_targets_fail_at_synth_naming_the_option(build: Any, message: str) -> None:

@@ -33,7 +33,13 @@ from .runtime.scavenger.config import (
 )
 from .streams import bind_stream, required_images
 from .tables import key_schema_of
-from .targets import ResolvedTarget, ScavengerTarget, resolve_targets, same_table
+from .targets import (
+    ResolvedTarget,
+    ScavengerTarget,
+    check_filters_reach,
+    resolve_targets,
+    same_table,
+)
 from .validation import ScavengerConfigError, check_duration, check_int
 
 #: The directory shipped as the function's code: the ``scavenger`` package only.
@@ -189,6 +195,7 @@ class StreamScavenger(Construct):
         self.event_names = [e for e in EventName if any(e in t.event_names for t in self.targets)]
         self.dry_run = dry_run
         patterns = merge_filters(self.event_names, filters)
+        check_filters_reach(self.targets, patterns)
         images = frozenset().union(
             *(
                 required_images(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import Token
 from aws_cdk import aws_dynamodb as dynamodb
@@ -111,6 +112,20 @@ def resolve_targets(
                     "a target once (one key_mapping per table)"
                 )
     return resolved
+
+
+def check_filters_reach(
+    targets: Sequence[ResolvedTarget], patterns: Sequence[Mapping[str, Any]]
+) -> None:
+    """Every target can still receive a record after the filters (merged with event names)."""
+    passing = {name for pattern in patterns for name in pattern.get("eventName", [])}
+    for index, target in enumerate(targets):
+        events = [e.value for e in target.event_names]
+        if not passing & set(events):
+            raise ScavengerConfigError(
+                f"filters let no {' or '.join(events)} record through, so targets[{index}] "
+                "would never delete anything: widen the filters' eventName or drop that target"
+            )
 
 
 def _resolve(
