@@ -174,23 +174,21 @@ def function_target(stack: Any, function: Any) -> Target:
     """A scavenger function of a loaded stack, its target tables read from its environment
     (``SCAVENGER_TARGET_TABLE``, ``SCAVENGER_TARGET_TABLE_1``, ... and ``SCAVENGER_CONFIG``
     version 1 or 2, the contract of ``runtime/scavenger/config.py``)."""
-    env = function.environment
-    config = json.loads(env["SCAVENGER_CONFIG"])
-    entries = config["targets"] if config["version"] == 2 else [config]
-    variables = ["SCAVENGER_TARGET_TABLE"] + [
-        f"SCAVENGER_TARGET_TABLE_{n}" for n in range(1, len(entries))
-    ]
+    from stream_scavenger.local.runner import table_names_for
+    from stream_scavenger.runtime.scavenger.config import ScavengerConfig
+
+    # Local table names are the logical IDs, so each target's table is its logical ID.
+    config = ScavengerConfig.from_env(function.resolved_environment(table_names_for(stack.tables)))
     targets = []
-    for variable, entry in zip(variables, entries, strict=True):
-        logical_id = env[variable]["Ref"]
-        props = stack.tables[logical_id].properties
+    for target in config.targets:
+        props = stack.tables[target.table].properties
         targets.append(
             TargetTable(
-                label=_label(logical_id),
-                logical_id=logical_id,
+                label=_label(target.table),
+                logical_id=target.table,
                 key_schema=props["KeySchema"],
                 attribute_definitions=props["AttributeDefinitions"],
-                key_mapping=dict(entry["key_mapping"]),
+                key_mapping=dict(target.key_mapping),
             )
         )
     return Target(
@@ -199,7 +197,7 @@ def function_target(stack: Any, function: Any) -> Target:
         environment=function,
         targets=tuple(targets),
         timeout_s=function.timeout_s,
-        concurrency=int(config["max_concurrency"]),
+        concurrency=config.max_concurrency,
         chunk=CHUNK,
     )
 

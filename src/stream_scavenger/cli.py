@@ -134,10 +134,7 @@ def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
         stream_arn = ddb.describe_table(TableName=source)["Table"].get("LatestStreamArn")
         if not stream_arn:
             raise ValueError(f"table {source} on {url} has no stream")
-        env = {**function.resolved_environment(names), "AWS_ENDPOINT_URL_DYNAMODB": url}
-        with SubprocessInvoker(
-            function.asset_dir, function.handler, env, timeout_s=function.timeout_s
-        ) as invoker:
+        with SubprocessInvoker.for_function(function, names, url) as invoker:
             run = LocalEventSourceMapping(
                 streams, stream_arn, invoker.invoke, function.mapping.properties
             ).run()
@@ -178,10 +175,7 @@ def _invoke(args: argparse.Namespace) -> int:
         if not args.endpoint_url:
             for logical_id, table in stack.tables.items():
                 create_table(ddb, names[logical_id], table)
-        env = {**function.resolved_environment(names), "AWS_ENDPOINT_URL_DYNAMODB": url}
-        with SubprocessInvoker(
-            function.asset_dir, function.handler, env, timeout_s=function.timeout_s
-        ) as invoker:
+        with SubprocessInvoker.for_function(function, names, url) as invoker:
             try:
                 print(json.dumps(invoker.invoke(event), indent=2))
             except FunctionError as err:

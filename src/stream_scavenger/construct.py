@@ -196,11 +196,10 @@ class StreamScavenger(Construct):
         self.dry_run = dry_run
         patterns = merge_filters(self.event_names, filters)
         check_filters_reach(self.targets, patterns)
+        filter_images = images_in_filters(patterns)
         images = frozenset().union(
             *(
-                required_images(
-                    t.key_mapping, source_schema, t.event_names, images_in_filters(patterns)
-                )
+                required_images(t.key_mapping, source_schema, t.event_names, filter_images)
                 for t in self.targets
             )
         )
@@ -464,10 +463,11 @@ class StreamScavenger(Construct):
         )
         # Writes to a table under a customer-managed key use the key both ways.
         actions = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*")
-        for table in tables:
-            if table.encryption_key is not None:
-                table.encryption_key.grant(self.role, *actions)
-                compliance.acknowledge(self.role, *compliance.kms_wildcard_actions(*actions))
+        keys = [t.encryption_key for t in tables if t.encryption_key is not None]
+        for key in keys:
+            key.grant(self.role, *actions)
+        if keys:
+            compliance.acknowledge(self.role, *compliance.kms_wildcard_actions(*actions))
 
 
 def _application_log_level(level: str) -> lambda_.ApplicationLogLevel:

@@ -23,11 +23,10 @@ from ..runtime.scavenger.config import (
     ScavengerConfig,
     TargetConfig,
     is_template,
-    target_table_env,
     template_attributes,
 )
 from ..runtime.scavenger.records import map_record
-from .assembly import FunctionDef, StackDef, TableDef, load_assembly
+from .assembly import AssemblyError, FunctionDef, StackDef, TableDef, load_assembly
 from .invoker import SubprocessInvoker
 from .runner import LocalEventSourceMapping, RunStats, create_table, table_names_for
 
@@ -168,24 +167,21 @@ def check_function(
         raise ValueError(
             f"{stack.name}/{function.logical_id}: no event source mapping on a table of the stack"
         )
-    target_ids: list[str] = []
-    while target_table_env(len(target_ids)) in function.environment:
-        ref = function.environment[target_table_env(len(target_ids))]
-        logical_id = ref.get("Ref") if isinstance(ref, dict) else None
-        if logical_id not in stack.tables:
-            break
-        target_ids.append(logical_id)
-    if not target_ids or target_table_env(len(target_ids)) in function.environment:
-        raise ValueError(
-            f"{stack.name}/{function.logical_id}: the target table is not in the stack"
-        )
     started = time.monotonic()
     names = table_names_for(
         stack.tables, prefix=f"check{os.getpid()}{int(started * 1000) % 100000}-"
     )
+    try:
+        config = ScavengerConfig.from_env(function.resolved_environment(names))
+    except AssemblyError:
+        config = None
+    logical_ids = {name: lid for lid, name in names.items()}
+    if config is None or any(t.table not in logical_ids for t in config.targets):
+        raise ValueError(
+            f"{stack.name}/{function.logical_id}: the target table is not in the stack"
+        )
+    target_ids = [logical_ids[t.table] for t in config.targets]
     stream_arns = {lid: create_table(ddb, names[lid], table) for lid, table in stack.tables.items()}
-    environment = function.resolved_environment(names)
-    config = ScavengerConfig.from_env(environment)
     source = stack.tables[function.mapping.source_table]
     targets = [(t, stack.tables[lid]) for t, lid in zip(config.targets, target_ids, strict=True)]
     source_items = _source_items(source, targets, records)
@@ -202,12 +198,10 @@ def check_function(
         events,
         [a for a, _ in _key_schema(source)],
     )
-    with SubprocessInvoker(
-        function.asset_dir,
-        function.handler,
-        {**environment, "AWS_ENDPOINT_URL_DYNAMODB": endpoint_url},
-        function_name=function.logical_id,
-        timeout_s=function.timeout_s,
+    with SubprocessInvoker.for_function(
+        function,
+        names,
+        endpoint_url,
         stderr=sys.stderr if os.environ.get("SCAVENGER_CHECK_LOGS") else subprocess.DEVNULL,
     ) as invoker:
         mapping = LocalEventSourceMapping(

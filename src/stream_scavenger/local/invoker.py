@@ -9,9 +9,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..runtime.scavenger.config import TARGET_DIMENSION
+
+if TYPE_CHECKING:
+    from .assembly import FunctionDef
 
 
 class FunctionError(RuntimeError):
@@ -66,6 +69,24 @@ class SubprocessInvoker:
             text=True,
             cwd=str(asset_dir),
         )
+
+    @classmethod
+    def for_function(
+        cls,
+        function: FunctionDef,
+        table_names: dict[str, str],
+        endpoint_url: str,
+        **options: Any,
+    ) -> SubprocessInvoker:
+        """A synthesized function's worker: its asset, handler and timeout, its environment
+        with local table names, its DynamoDB client pointed at ``endpoint_url``."""
+        environment = {
+            **function.resolved_environment(table_names),
+            "AWS_ENDPOINT_URL_DYNAMODB": endpoint_url,
+        }
+        options.setdefault("function_name", function.logical_id)
+        options.setdefault("timeout_s", function.timeout_s)
+        return cls(function.asset_dir, function.handler, environment, **options)
 
     def invoke(self, event: Mapping[str, Any]) -> Any:
         """Send one event; return the handler's result or raise :class:`FunctionError`."""

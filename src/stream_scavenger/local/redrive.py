@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .runner import lambda_shape
+from .runner import lambda_record
 
 Replay = Callable[[Mapping[str, Any]], Any]
 #: Answers that mean the range cannot be read (gone, or a position the shard never had).
@@ -63,10 +63,7 @@ def read_range(
             for record in page["Records"]:
                 if int(record["dynamodb"]["SequenceNumber"]) > end:
                     return _complete(records, start)
-                shaped = lambda_shape(record)
-                shaped["eventSourceARN"] = info["streamArn"]
-                shaped["awsRegion"] = region
-                records.append(shaped)
+                records.append(lambda_record(record, info["streamArn"], region))
             if not page["Records"]:
                 break
             iterator = page.get("NextShardIterator")

@@ -59,6 +59,15 @@ def table_names_for(tables: Mapping[str, TableDef], prefix: str = "") -> dict[st
     return {logical_id: f"{prefix}{logical_id}" for logical_id in tables}
 
 
+def lambda_record(record: Mapping[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
+    """A stream record as Lambda delivers it, with its stream ARN and a real region
+    (DynamoDB Local says "ddblocal")."""
+    shaped: dict[str, Any] = lambda_shape(record)
+    shaped["eventSourceARN"] = stream_arn
+    shaped["awsRegion"] = region
+    return shaped
+
+
 def lambda_shape(value: Any) -> Any:
     """A boto3-parsed stream record as Lambda delivers it: base64 binaries, epoch times."""
     if isinstance(value, bytes | bytearray):
@@ -247,10 +256,7 @@ class LocalEventSourceMapping:
         return [self._shape(record) for record in page["Records"]]
 
     def _shape(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        shaped: dict[str, Any] = lambda_shape(record)
-        shaped["eventSourceARN"] = self._stream_arn
-        shaped["awsRegion"] = self._region  # DynamoDB Local says "ddblocal"
-        return shaped
+        return lambda_record(record, self._stream_arn, self._region)
 
     def _read_shard(self, shard_id: str) -> Iterator[dict[str, Any]]:
         after = self.checkpoints.shards.get(shard_id)

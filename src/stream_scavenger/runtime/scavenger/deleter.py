@@ -99,14 +99,13 @@ class DeleteResult:
 
     #: Table name -> identities of its keys that a response confirmed deleted.
     deleted: dict[str, set[Identity]] = field(default_factory=dict)
+    stats: DeleteStats = field(default_factory=DeleteStats)
+    timed_out: bool = False
 
     @property
     def deleted_count(self) -> int:
         """Keys confirmed deleted, over all tables."""
         return sum(len(identities) for identities in self.deleted.values())
-
-    stats: DeleteStats = field(default_factory=DeleteStats)
-    timed_out: bool = False
 
 
 def chunks(keys: Sequence[TargetKey], size: int = CHUNK_SIZE) -> Iterator[Sequence[TargetKey]]:
