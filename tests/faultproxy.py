@@ -6,13 +6,21 @@ may return a :class:`Fault`:
 
 - ``Fault.unprocessed(fraction | pick)``: forward only part of the request and
   answer the rest as ``UnprocessedItems`` (as DynamoDB does under load);
-- ``Fault.error(code)``: a DynamoDB error answer (throttling and friends), or
-  ``Fault.http(500 | 503)``;
+- ``Fault.error(code, crc="good")``: a DynamoDB error answer (throttling and friends;
+  ``crc="bad"``: with a wrong checksum), or ``Fault.http(500 | 503)``;
 - ``Fault.drop(after=False)``: close the connection without an answer, before
   (or after) forwarding the request;
-- ``Fault.slow(seconds)``: answer late.
+- ``Fault.slow(seconds)``: answer late;
+- ``Fault.malformed(body)``: HTTP 200 with ``body`` (``b""``, ``b"{}"``, ...) and a
+  matching ``x-amz-crc32``, nothing forwarded: a 2xx that confirms nothing;
+- ``Fault.bad_crc(after=False)``: HTTP 200 with a well-formed ``{"UnprocessedItems": {}}``
+  but a wrong ``x-amz-crc32``, nothing forwarded (with ``after``, DynamoDB Local's own
+  answer after the deletes, its checksum made wrong);
+- ``Fault.no_crc()``: DynamoDB Local's own answer without the ``x-amz-crc32`` header.
 
-It counts requests per operation and the items of every ``BatchWriteItem``.
+It counts requests per operation and the items of every ``BatchWriteItem``, and remembers
+the keys it answered ``ValidationException`` for in a one-key request (``rejected_alone``):
+the scavenger treats those as unmappable, so they may stay in the table unreported.
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ class Fault:
     pick: Callable[[list[dict[str, Any]]], list[int]] | None = None
     seconds: float = 0.0
     after: bool = False
+    #: For ``answer`` faults: the body (None: DynamoDB Local's) and the checksum header.
+    body: bytes | None = None
+    crc: str = "good"
 
     @classmethod
     def unprocessed(
@@ -63,8 +74,9 @@ class Fault:
         return cls("unprocessed", fraction=fraction, pick=pick)
 
     @classmethod
-    def error(cls, code: str, status: int = 400) -> Fault:
-        return cls("error", code=code, status=status)
+    def error(cls, code: str, status: int = 400, crc: str = "good") -> Fault:
+        """A DynamoDB error answer; ``crc="bad"`` makes its ``x-amz-crc32`` wrong."""
+        return cls("error", code=code, status=status, crc=crc)
 
     @classmethod
     def http(cls, status: int) -> Fault:
@@ -79,6 +91,25 @@ class Fault:
     def slow(cls, seconds: float) -> Fault:
         return cls("slow", seconds=seconds)
 
+    @classmethod
+    def malformed(cls, body: bytes) -> Fault:
+        """HTTP 200 with ``body`` and its correct checksum; the request is not forwarded."""
+        return cls("answer", code="malformed", body=body)
+
+    @classmethod
+    def bad_crc(cls, after: bool = False) -> Fault:
+        """HTTP 200, a well-formed body, a wrong ``x-amz-crc32`` (with ``after``: forwarded)."""
+        body = None if after else WELL_FORMED
+        return cls("answer", code="bad-crc", body=body, after=after, crc="bad")
+
+    @classmethod
+    def no_crc(cls) -> Fault:
+        """DynamoDB Local's own answer, without the ``x-amz-crc32`` header."""
+        return cls("answer", code="no-crc", after=True, crc="none")
+
+
+#: A BatchWriteItem answer that leaves nothing unprocessed.
+WELL_FORMED = b'{"UnprocessedItems":{}}'
 
 Schedule = Callable[[int, dict[str, Any]], "Fault | None"]
 
@@ -99,6 +130,8 @@ class Counts:
     operations: Counter[str] = field(default_factory=Counter)
     batch_items: list[int] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
+    #: (table, key as JSON with sorted keys) answered ValidationException in a one-key request.
+    rejected_alone: set[tuple[str, str]] = field(default_factory=set)
 
 
 class FaultProxy:
@@ -151,6 +184,8 @@ class FaultProxy:
                 fault = self.schedule(index, request)
                 if fault is not None:
                     self.counts.faults[fault.kind + (":" + fault.code if fault.code else "")] += 1
+                if fault is not None and (fault.code, fault.crc) == ("ValidationException", "good"):
+                    self.counts.rejected_alone |= _single_key(request)
         if fault is None:
             self._reply(handler, *self._forward(handler, body))
         elif fault.kind == "slow":
@@ -158,7 +193,7 @@ class FaultProxy:
             self._reply(handler, *self._forward(handler, body))
         elif fault.kind == "error":
             payload = {"__type": ERROR_TYPES[fault.code] + fault.code, "message": "injected"}
-            self._reply(handler, fault.status, {}, json.dumps(payload).encode())
+            self._reply(handler, fault.status, {}, json.dumps(payload).encode(), crc=fault.crc)
         elif fault.kind == "drop":
             if fault.after:
                 self._forward(handler, body)
@@ -166,6 +201,12 @@ class FaultProxy:
             handler.connection.shutdown(socket.SHUT_RDWR)
         elif fault.kind == "unprocessed":
             self._partial(handler, json.loads(body), fault)
+        elif fault.kind == "answer":
+            status, answer = 200, fault.body
+            if fault.after:
+                status, _, raw = self._forward(handler, body)
+                answer = raw if answer is None else answer
+            self._reply(handler, status, {}, answer or b"", crc=fault.crc)
 
     def _partial(
         self, handler: BaseHTTPRequestHandler, request: dict[str, Any], fault: Fault
@@ -214,14 +255,29 @@ class FaultProxy:
 
     @staticmethod
     def _reply(
-        handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        crc: str = "good",
     ) -> None:
         handler.send_response(status)
         keep = {k: v for k, v in headers.items() if k.lower() in ("x-amzn-requestid",)}
         for name, value in keep.items():
             handler.send_header(name, value)
         handler.send_header("Content-Type", "application/x-amz-json-1.0")
-        handler.send_header("x-amz-crc32", str(zlib.crc32(body) & 0xFFFFFFFF))
+        checksum = zlib.crc32(body) & 0xFFFFFFFF
+        if crc != "none":
+            handler.send_header("x-amz-crc32", str(checksum if crc == "good" else checksum ^ 1))
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+
+
+def _single_key(request: dict[str, Any]) -> set[tuple[str, str]]:
+    """The (table, key) of a one-key request; empty for a request of several keys."""
+    items = [(t, i) for t, its in request["RequestItems"].items() for i in its]
+    if len(items) != 1:
+        return set()
+    ((table, item),) = items
+    return {(table, json.dumps(item["DeleteRequest"]["Key"], sort_keys=True))}

@@ -9,6 +9,7 @@ same batch (``G1`` before the bad one, ``G2`` after it) are always deleted.
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,29 @@ CORPUS = [
     Case("NaN", [raw({"S": "nan"}, {"N": "NaN"})], unmappable=1),
     Case("number with an underscore", [raw({"S": "und"}, {"N": "1_000"})], unmappable=1),
     Case("number with spaces", [raw({"S": "spc"}, {"N": " 1"})], unmappable=1),
+    # Numbers as DynamoDB parses them (Java's BigDecimal; tests/test_key_oracle.py asks it).
+    Case(
+        "number in Arabic-Indic digits",
+        [raw({"S": "arabic"}, {"N": "\u0661"})],
+        deleted=("arabic",),
+    ),
+    Case("number with an astral digit", [raw({"S": "astral"}, {"N": "\U0001d7cf"})], unmappable=1),
+    Case("number with a superscript", [raw({"S": "sup"}, {"N": "\u00b2"})], unmappable=1),
+    Case(
+        "zero, exponent past a 32-bit int", [raw({"S": "z"}, {"N": "0e2147483648"})], unmappable=1
+    ),
+    Case(
+        "a million-digit malformed number",
+        [raw({"S": "m"}, {"N": "1" * 10**6 + "x"})],
+        unmappable=1,
+    ),
+    Case("a huge exponent", [raw({"S": "e"}, {"N": "1e" + "9" * 100_000})], unmappable=1),
+    Case("number spelled 1.", [raw({"S": "one."}, {"N": "1."})], deleted=("one.",)),
+    Case("number spelled +01e0", [raw({"S": "+01e0"}, {"N": "+01e0"})], deleted=("+01e0",)),
+    Case(
+        "2048 lone surrogates (one byte each)", [good("\ud800" * 2048)], deleted=("\ud800" * 2048,)
+    ),
+    Case("2049 lone surrogates", [good("\ud800" * 2049)], unmappable=1),
     Case("non-digit sequence number", [good("seq") | {}], deleted=("seq",)),
 ]
 CORPUS[-1].bad[0]["dynamodb"]["SequenceNumber"] = "shard-abc"
@@ -196,7 +220,20 @@ def test_sort_key_limit_is_1024_bytes(ddb: Any, make_table: Any) -> None:
     assert (scav.last_summary.matched, scav.last_summary.unmappable) == (1, 1)
 
 
-@pytest.mark.parametrize("value", ["", "!!not base64!!"], ids=["empty binary", "invalid base64"])
+@pytest.mark.parametrize(
+    "value",
+    ["", "!!not base64!!", "YQ", "Y Q==", "-_8=", "YQ===", "  ", "\u00e9\u00e9\u00e9\u00e9"],
+    ids=[
+        "empty binary",
+        "invalid base64",
+        "missing padding",
+        "space inside a group",
+        "URL-safe alphabet",
+        "extra padding",
+        "only whitespace",
+        "non-ASCII",
+    ],
+)
 def test_bad_binary_keys_are_unmappable(ddb: Any, make_table: Any, value: str) -> None:
     table = make_table({"pk": "B"})
     put_items(ddb, table, [{"pk": b"ok"}])
@@ -239,3 +276,116 @@ def test_a_6_mb_event_is_processed_whole(ddb: Any, make_table: Any) -> None:
 
     assert response == {"batchItemFailures": []}
     assert scan_keys(ddb, table, ["pk"]) == set()
+
+
+class _DeletesNothing:
+    """Answers every BatchWriteItem with all of its items left unprocessed."""
+
+    def batch_write_item(self, **kwargs: Any) -> dict[str, Any]:
+        return {"UnprocessedItems": kwargs["RequestItems"]}
+
+
+def _failing_scavenger() -> Scavenger:
+    config = ScavengerConfig.single(
+        target_table="corpus", key_mapping={"pk": "pk"}, key_types={"pk": "S"}, max_attempts=1
+    )
+    return Scavenger(config, _DeletesNothing(), sleep=lambda s: None)
+
+
+def test_reported_sequence_numbers_of_any_spelling_sort_without_error() -> None:
+    spellings = [
+        "\u00b2",  # superscript two: str.isdigit() says yes, int() says no
+        "\u0663",  # Arabic-Indic three: not an ASCII digit, so not a number to compare
+        "1" * 5000,  # more digits than int() converts (4300)
+        "00012",
+        "9",
+        "12",
+        "shard-abc",
+        "9" * 40,
+        "\ud800",
+    ]
+    batch = {
+        "Records": [
+            record("INSERT", {"pk": f"k{i}"}, sequence_number=s) for i, s in enumerate(spellings)
+        ]
+    }
+
+    response = _failing_scavenger().handle(batch, Context())
+
+    reported = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    # ASCII digit strings first, in numeric order; then the others, as strings.
+    assert reported == [
+        "9",
+        "00012",
+        "12",
+        "9" * 40,
+        "1" * 5000,
+        "shard-abc",
+        "\u00b2",
+        "\u0663",
+        "\ud800",
+    ]
+
+
+@pytest.mark.parametrize("sequence_number", [5, 1.5, None, "", ["1"], {"n": "1"}, True], ids=repr)
+def test_a_failed_record_without_a_string_sequence_number_fails_the_invocation(
+    sequence_number: Any,
+) -> None:
+    from stream_scavenger.runtime.scavenger.handler import UnreportableFailure
+
+    bad = record("INSERT", {"pk": "k"})
+    bad["dynamodb"]["SequenceNumber"] = sequence_number
+
+    with pytest.raises(UnreportableFailure):
+        _failing_scavenger().handle({"Records": [record("INSERT", {"pk": "j"}), bad]}, Context())
+
+
+@pytest.mark.parametrize(
+    ("spelling", "data"),
+    [
+        (" YQ==\n", b"a"),  # whitespace between groups of four
+        ("YQ==YQ==", b"aa"),  # a padded group, then more
+        ("YR==", b"a"),  # pad bits ignored
+        ("YWJ=", b"ab"),
+        ("YWJj\x00YWJj", b"abcabc"),  # any character up to U+0020 is whitespace
+    ],
+)
+def test_base64_is_read_as_dynamodb_reads_it(
+    ddb: Any, make_table: Any, spelling: str, data: bytes
+) -> None:
+    table = make_table({"pk": "B"})
+    put_items(ddb, table, [{"pk": data}])
+    scav = Scavenger(
+        ScavengerConfig.single(target_table=table, key_mapping={"pk": "pk"}, key_types={"pk": "B"}),
+        ddb,
+        sleep=lambda s: None,
+    )
+
+    response = scav.handle({"Records": [record("INSERT", {"pk": {"B": spelling}}, raw=True)]})
+
+    assert response == {"batchItemFailures": []}
+    assert scan_keys(ddb, table, ["pk"]) == set()
+
+
+def test_a_lone_surrogate_names_the_item_dynamodb_stores_with_a_question_mark(
+    ddb: Any, make_table: Any
+) -> None:
+    """DynamoDB stores each lone surrogate (a JSON "\\ud800" escape) as "?": one item."""
+    table = make_table({"pk": "S"})
+    put_items(ddb, table, [{"pk": "x?y"}, {"pk": "x??"}])
+    client = CountingClient(ddb)
+    scav = Scavenger(
+        ScavengerConfig.single(target_table=table, key_mapping={"pk": "pk"}, key_types={"pk": "S"}),
+        client,
+        sleep=lambda s: None,
+    )
+    batch = [
+        record("INSERT", {"pk": pk})
+        for pk in ("x\ud800y", "x?y", "x\udfffy", "x\udc00\ud800", "x??")
+    ]
+
+    response = scav.handle(json.loads(json.dumps({"Records": batch})), Context())
+
+    assert response == {"batchItemFailures": []}
+    assert scan_keys(ddb, table, ["pk"]) == set()
+    assert client.calls == [2], "two items, each deleted once"

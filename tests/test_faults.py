@@ -8,6 +8,7 @@ at or after the lowest sequence number the response reports.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import threading
 import time
@@ -43,6 +44,10 @@ TRANSIENT = {
     "dropped-before": Fault.drop(),
     "dropped-after": Fault.drop(after=True),
     "slow": Fault.slow(0.3),
+    "empty-body-200": Fault.malformed(b""),
+    "empty-object-200": Fault.malformed(b"{}"),
+    "wrong-crc32": Fault.bad_crc(),
+    "wrong-crc32-after-deleting": Fault.bad_crc(after=True),
 }
 
 
@@ -89,8 +94,13 @@ def assert_nothing_lost(
     response: Any,
     events: frozenset[str],
     key_attr: str = "pk",
+    rejected: set[tuple[str, str]] | None = None,
 ) -> None:
-    """The invariant: every selected record whose key survives is at/after the lowest report."""
+    """The invariant: every selected record whose key survives is at/after the lowest report.
+
+    Records whose key DynamoDB rejected in a one-key request (``rejected``, from the proxy's
+    ``rejected_alone``) are unmappable: they may survive unreported.
+    """
     reported = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     assert len(reported) == len(set(reported)), "a record was reported twice"
     sequence_numbers = {r["dynamodb"]["SequenceNumber"] for r in records}
@@ -101,6 +111,9 @@ def assert_nothing_lost(
         if r["eventName"] not in events:
             continue
         key = _raw(r["dynamodb"]["Keys"]["pk"])
+        wire = json.dumps({key_attr: r["dynamodb"]["Keys"]["pk"]}, sort_keys=True)
+        if (table, wire) in (rejected or set()):
+            continue
         if key in present:
             seq = int(r["dynamodb"]["SequenceNumber"])
             assert lowest is not None and seq >= lowest, (
@@ -241,7 +254,7 @@ def test_a_failure_without_a_sequence_number_fails_the_whole_invocation(
     table, keys = fill(ddb, make_table, 1)
     console_record = record("INSERT", {"pk": keys[0]})
     del console_record["dynamodb"]["SequenceNumber"]
-    proxy.schedule = always(Fault.error("ValidationException"))
+    proxy.schedule = always(Fault.error("AccessDeniedException"))
 
     with pytest.raises(UnreportableFailure):
         scavenger(proxy, table).handle(event(console_record), Context())
@@ -265,7 +278,7 @@ def test_non_retryable_errors_are_not_retried_but_reported(
     assert_nothing_lost(ddb, table, records, response, frozenset({"INSERT"}))
 
 
-def test_a_key_dynamodb_rejects_is_isolated_and_the_rest_deleted(
+def test_a_key_dynamodb_rejects_is_isolated_unmappable_and_the_rest_deleted(
     ddb: Any, make_table: Any, proxy: FaultProxy
 ) -> None:
     table, keys = fill(ddb, make_table, 25)
@@ -282,11 +295,11 @@ def test_a_key_dynamodb_rejects_is_isolated_and_the_rest_deleted(
     scav = scavenger(proxy, table)
     response = scav.handle(event(*records), Context())
 
-    assert response == {
-        "batchItemFailures": [{"itemIdentifier": records[13]["dynamodb"]["SequenceNumber"]}]
-    }
+    # Rejected on its own: replaying it can never help, so it is unmappable, not reported.
+    assert response == {"batchItemFailures": []}
     assert scan_keys(ddb, table, ["pk"]) == {("keep",), ("k13",)}
     assert scav.last_summary.splits == 5  # 25 -> 13 -> 7 -> 4 -> 2 -> 1 around the bad key
+    assert (scav.last_summary.unmappable, scav.last_summary.deleted) == (1, 24)
 
 
 # ---- concurrency ---------------------------------------------------------------------------
@@ -345,6 +358,10 @@ FAULTS = st.sampled_from(
         Fault.http(503),
         Fault.drop(),
         Fault.drop(after=True),
+        Fault.malformed(b""),
+        Fault.malformed(b"{}"),
+        Fault.bad_crc(),
+        Fault.bad_crc(after=True),
     ]
 )
 _examples = itertools.count()
@@ -429,7 +446,9 @@ def test_no_selected_record_is_ever_acknowledged_undeleted(
         proxy, table, sleep=time_.sleep, event_names=batch["selected"], max_concurrency=concurrency
     ).handle(event(*records), time_)
 
-    assert_nothing_lost(ddb, table, records, response, batch["selected"])
+    assert_nothing_lost(
+        ddb, table, records, response, batch["selected"], rejected=proxy.counts.rejected_alone
+    )
     assert time_.get_remaining_time_in_millis() > 0
 
 
@@ -488,5 +507,7 @@ def test_with_two_targets_no_record_is_acknowledged_with_a_key_left_in_either(
     response = Scavenger(config, client, sleep=time_.sleep).handle(event(*records), time_)
 
     for table, attr, selected in zip(tables, ("pk", "ref"), events, strict=True):
-        assert_nothing_lost(ddb, table, records, response, selected, attr)
+        assert_nothing_lost(
+            ddb, table, records, response, selected, attr, proxy.counts.rejected_alone
+        )
     assert time_.get_remaining_time_in_millis() > 0
