@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.server import ThreadedMotoServer
+from shardedstreams import ShardedStreams
 from streamevents import record
 
+from stream_scavenger import cli
 from stream_scavenger.cli import main
 from stream_scavenger.local.check import example_app, synthesize
+from stream_scavenger.local.dynamodb_local import local_client
 
 pytestmark = pytest.mark.ddb
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +104,33 @@ def test_run_with_an_app_command(ddb_local: Any, capsys: pytest.CaptureFixture[s
         == 0
     )
     assert summary_row(capsys.readouterr().out)[-1] == "OK"
+
+
+LATEST_APP = """
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb, aws_lambda as lambda_
+from stream_scavenger import StreamScavenger
+
+app = cdk.App()
+stack = cdk.Stack(app, "Latest")
+key = {"partition_key": dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING)}
+source, target = dynamodb.Table(stack, "Source", **key), dynamodb.Table(stack, "Target", **key)
+StreamScavenger(stack, "Scavenger", source_table=source, target_table=target,
+                starting_position=lambda_.StartingPosition.LATEST)
+app.synth()
+"""
+
+
+def test_run_checks_an_app_whose_mapping_starts_at_latest(
+    tmp_path: Path, ddb_local: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The check's tables are new: a mapping created with them at LATEST sees every record."""
+    app = tmp_path / "latest_app.py"
+    app.write_text(LATEST_APP)
+    command = ["run", "--app", f"{sys.executable} {app}", "--records", "20"]
+    assert main([*command, "--endpoint-url", ddb_local.endpoint_url]) == 0
+    row = summary_row(capsys.readouterr().out)
+    assert row[1:3] == ["20", "20/20"] and row[-1] == "OK"
 
 
 def test_invoke_prints_the_functions_response(
@@ -192,9 +225,11 @@ def test_help_has_examples_and_exit_codes(command: str, capsys: pytest.CaptureFi
 
 
 def test_run_drains_existing_tables_on_an_endpoint(
-    assembly: Path, ddb_local: Any, ddb: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
+    assembly: Path, ddb_local: Any, ddb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
     """With --table, nothing is created or filled: the existing stream is drained."""
+    monkeypatch.chdir(tmp_path)  # where its checkpoint goes
     messages_id, staging_id = example_table_ids(assembly)
     create_example_table(ddb, "existing-messages", stream=True)
     create_example_table(ddb, "existing-staging")
@@ -214,3 +249,171 @@ def test_run_drains_existing_tables_on_an_endpoint(
     assert "records read: 5" in out and "keys deleted: 5" in out
     left = ddb.scan(TableName="existing-staging")["Items"]
     assert sorted(i["messageId"]["S"] for i in left) == ["e5", "e6"]
+
+
+# ---- run --table: every record delivered, what was given up on kept, resumable ----------------
+
+_tables = itertools.count()
+
+
+def existing_tables(ddb: Any, assembly: Path, count: int) -> dict[str, Any]:
+    """Fresh messages (streamed) and staging tables with ``count`` matching items each."""
+    messages_id, staging_id = example_table_ids(assembly)
+    n = next(_tables)
+    messages, staging = f"drain{n}-messages", f"drain{n}-staging"
+    create_example_table(ddb, messages, stream=True)
+    create_example_table(ddb, staging)
+    for i in range(count):
+        item = {"messageId": {"S": f"d{i}"}, "createdAt": {"N": str(i)}}
+        ddb.put_item(TableName=staging, Item=item)
+        ddb.put_item(TableName=messages, Item=item)
+    return {
+        "messages": messages,
+        "staging": staging,
+        "stream_arn": ddb.describe_table(TableName=messages)["Table"]["LatestStreamArn"],
+        "args": ["--table", f"{messages_id}={messages}", "--table", f"{staging_id}={staging}"],
+    }
+
+
+def drain(assembly: Path, ddb_local: Any, tables: dict[str, Any], *extra: str) -> int:
+    return main([
+        "run", "--cloud-assembly", str(assembly), "--endpoint-url", ddb_local.endpoint_url,
+        *tables["args"], *extra,
+    ])  # fmt: skip
+
+
+def left_in(ddb: Any, table: str) -> int:
+    return int(ddb.scan(TableName=table, Select="COUNT")["Count"])
+
+
+def with_gaps(monkeypatch: pytest.MonkeyPatch, stream_arn: str, gaps: dict[int, int]) -> None:
+    """The CLI's streams client, with empty pages served before some records."""
+    real = cli.local_client
+
+    def client(service: str, url: str) -> Any:
+        made = real(service, url)
+        if service != "dynamodbstreams":
+            return made
+        return ShardedStreams.as_it_is(made, stream_arn, records_per_page=2, gaps=gaps)
+
+    monkeypatch.setattr(cli, "local_client", client)
+
+
+def test_run_table_reads_past_empty_pages(
+    assembly: Path, ddb_local: Any, ddb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    tables = existing_tables(ddb, assembly, 7)
+    with_gaps(monkeypatch, tables["stream_arn"], {2: 4, 4: 1})
+    assert drain(assembly, ddb_local, tables) == 0
+    assert "records read: 7" in capsys.readouterr().out
+    assert left_in(ddb, tables["staging"]) == 0
+
+
+def test_run_table_never_exits_0_with_records_left_in_the_stream(
+    assembly: Path, ddb_local: Any, ddb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Five empty pages in a row end an open shard: the check after the run names what is left."""
+    monkeypatch.chdir(tmp_path)
+    tables = existing_tables(ddb, assembly, 7)
+    with_gaps(monkeypatch, tables["stream_arn"], {4: 5})
+    assert drain(assembly, ddb_local, tables) == 1
+    out = capsys.readouterr().out
+    description = ddb_local.client("dynamodbstreams").describe_stream(
+        StreamArn=tables["stream_arn"]
+    )
+    (shard,) = description["StreamDescription"]["Shards"]
+    assert f"left in the stream: shard {shard['ShardId']}: 3 record(s)" in out
+    assert left_in(ddb, tables["staging"]) == 3
+
+
+def test_run_table_appends_what_it_gave_up_on_to_a_file(
+    assembly: Path, ddb_local: Any, ddb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Staging named as a table that does not exist: every delete fails, every record is
+    given up on, and Lambda's on-failure messages land in the file."""
+    monkeypatch.chdir(tmp_path)
+    tables = existing_tables(ddb, assembly, 5)
+    tables["args"][-1] = tables["args"][-1].replace("-staging", "-missing")
+    failures = tmp_path / "failures.jsonl"
+    assert drain(assembly, ddb_local, tables, "--on-failure-file", str(failures)) == 1
+    messages = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert sum(m["DDBStreamBatchInfo"]["batchSize"] for m in messages) == 5
+    assert {m["DDBStreamBatchInfo"]["streamArn"] for m in messages} == {tables["stream_arn"]}
+    assert f"appended to {failures}" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def sqs_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def test_run_table_sends_what_it_gave_up_on_to_a_queue_redrive_can_replay(
+    assembly: Path, ddb_local: Any, ddb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    sqs_endpoint: str, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    tables = existing_tables(ddb, assembly, 5)
+    real_staging = tables["args"][-1]
+    tables["args"][-1] = real_staging.replace("-staging", "-missing")
+    sqs = local_client("sqs", sqs_endpoint)
+    queue_url = sqs.create_queue(QueueName=f"run-dlq-{tables['messages']}")["QueueUrl"]
+    code = drain(
+        assembly, ddb_local, tables,
+        "--on-failure-queue-url", queue_url, "--sqs-endpoint-url", sqs_endpoint,
+    )  # fmt: skip
+    assert code == 1
+    assert f"sent to {queue_url}" in capsys.readouterr().out
+
+    tables["args"][-1] = real_staging
+    code = main([
+        "redrive", "--queue-url", queue_url, "--cloud-assembly", str(assembly), *tables["args"],
+        "--endpoint-url", ddb_local.endpoint_url, "--sqs-endpoint-url", sqs_endpoint,
+    ])  # fmt: skip
+    assert code == 0
+    assert left_in(ddb, tables["staging"]) == 0
+
+
+def test_run_table_resumes_from_its_checkpoint_by_default(
+    assembly: Path, ddb_local: Any, ddb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    tables = existing_tables(ddb, assembly, 5)
+    assert drain(assembly, ddb_local, tables) == 0
+    out = capsys.readouterr().out
+    (saved,) = (tmp_path / ".stream-scavenger").iterdir()
+    assert f"checkpoint: {saved}" in out and "records read: 5" in out
+
+    assert drain(assembly, ddb_local, tables) == 0  # nothing new: nothing read again
+    assert "records read: 0" in capsys.readouterr().out
+    item = {"messageId": {"S": "late"}, "createdAt": {"N": "99"}}
+    ddb.put_item(TableName=tables["staging"], Item=item)
+    ddb.put_item(TableName=tables["messages"], Item=item)
+    assert drain(assembly, ddb_local, tables) == 0
+    assert "records read: 1" in capsys.readouterr().out
+    assert left_in(ddb, tables["staging"]) == 0
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert drain(assembly, ddb_local, tables, "--no-checkpoint") == 0
+    assert "records read: 6" in capsys.readouterr().out and not any(elsewhere.iterdir())
+    chosen = tmp_path / "chosen.json"
+    assert drain(assembly, ddb_local, tables, "--checkpoint", str(chosen)) == 0
+    assert "records read: 6" in capsys.readouterr().out
+    assert tables["stream_arn"] in json.loads(chosen.read_text())
+
+
+def test_a_checkpoint_without_table_is_a_usage_error(
+    assembly: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--cloud-assembly", str(assembly), "--checkpoint", "cp.json"]) == 2
+    assert "--checkpoint works with --table" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shardedstreams import Shard, ShardedStreams
 
 from stream_scavenger.local.invoker import FunctionError
 from stream_scavenger.local.runner import (
@@ -221,3 +222,221 @@ def test_without_a_window_a_drained_stream_is_delivered_at_once(
     handler = Script(lambda batch: None)
     mapping(ddb_streams, arn, handler, props={"BatchSize": 100}).run()
     assert handler.batches == [keys]
+
+
+# ---- shards: every page, parents before children, every page of records ---------------------
+
+
+def filled_stream(ddb: Any, make_table: Any, prefix: str, count: int) -> str:
+    """A table of its own (one DynamoDB Local shard) with ``count`` INSERTs; its stream ARN."""
+    table = make_table({"pk": "S"}, stream="KEYS_ONLY")
+    for i in range(count):
+        ddb.put_item(TableName=table, Item={"pk": {"S": f"{prefix}{i:02d}"}})
+    return str(ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"])
+
+
+def one_shard(ddb_streams: Any, arn: str, **options: Any) -> tuple[ShardedStreams, str]:
+    """The stream as it is (its one shard, open), with the wrapper's pages and gaps."""
+    streams = ShardedStreams.as_it_is(ddb_streams, arn, **options)
+    return streams, streams.shards[0].shard_id
+
+
+def test_every_page_of_shards_is_read(ddb: Any, ddb_streams: Any, make_table: Any) -> None:
+    shards = [Shard(f"shard-{n}", filled_stream(ddb, make_table, f"s{n}-", 3)) for n in range(5)]
+    streams = ShardedStreams(ddb_streams, "arn:presented", shards, shards_per_page=2)
+    handler = Script(lambda batch: None)
+    run = mapping(streams, "arn:presented", handler).run()
+    assert sorted(k for batch in handler.batches for k in batch) == sorted(
+        f"s{n}-{i:02d}" for n in range(5) for i in range(3)
+    )
+    assert run.records_read == 15 and streams.describe_calls >= 3
+
+
+def test_a_child_shard_is_read_after_its_parent(
+    ddb: Any, ddb_streams: Any, make_table: Any
+) -> None:
+    """Listed children first, over several pages: still parent, child, grandchild, and a
+    shard's last partial batch never mixes with the next shard's records."""
+    parent = Shard("shard-a", filled_stream(ddb, make_table, "p", 12), closed=True)
+    child = Shard("shard-b", filled_stream(ddb, make_table, "c", 12), "shard-a", closed=True)
+    grandchild = Shard("shard-c", filled_stream(ddb, make_table, "g", 3), "shard-b")
+    streams = ShardedStreams(
+        ddb_streams, "arn:presented", [grandchild, child, parent], shards_per_page=1
+    )
+    handler = Script(lambda batch: None)
+    mapping(streams, "arn:presented", handler).run()
+    p, c, g = ([f"{x}{i:02d}" for i in range(n)] for x, n in (("p", 12), ("c", 12), ("g", 3)))
+    assert handler.batches == [p[:10], p[10:], c[:10], c[10:], g]
+
+
+def test_a_shard_that_closed_during_the_run_is_finished_before_its_child(
+    ddb: Any, ddb_streams: Any, make_table: Any
+) -> None:
+    """Drained while open, then written to and closed, with a child: the parent's late
+    records come first, then the child's."""
+    parent_table = make_table({"pk": "S"}, stream="KEYS_ONLY")
+    for i in range(3):
+        ddb.put_item(TableName=parent_table, Item={"pk": {"S": f"p{i:02d}"}})
+    parent_arn = ddb.describe_table(TableName=parent_table)["Table"]["LatestStreamArn"]
+    parent = Shard("shard-a", parent_arn)
+    streams = ShardedStreams(ddb_streams, "arn:presented", [parent])
+    child_arn = filled_stream(ddb, make_table, "c", 2)
+
+    def split_after_the_first_listing(call: int) -> None:
+        if call == 2:
+            for i in range(3, 5):
+                ddb.put_item(TableName=parent_table, Item={"pk": {"S": f"p{i:02d}"}})
+            parent.closed = True
+            streams.add(Shard("shard-b", child_arn, "shard-a"))
+
+    streams.on_describe = split_after_the_first_listing
+    handler = Script(lambda batch: None)
+    mapping(streams, "arn:presented", handler).run()
+    assert handler.batches == [["p00", "p01", "p02"], ["p03", "p04"], ["c00", "c01"]]
+
+
+def test_at_latest_a_child_of_a_shard_being_read_is_read_from_its_start(
+    ddb: Any, ddb_streams: Any, make_table: Any
+) -> None:
+    """StartingPosition is where a new mapping starts; a child of a shard it was reading
+    holds the records after the parent's, from the child's first one."""
+    parent = Shard("shard-a", filled_stream(ddb, make_table, "p", 10), closed=True)
+    child = Shard("shard-b", filled_stream(ddb, make_table, "c", 4), "shard-a")
+    streams = ShardedStreams(ddb_streams, "arn:presented", [parent, child])
+    reading = Checkpoints(shards={"shard-a": streams.sequence_numbers(parent)[5]})
+    handler = Script(lambda batch: None)
+    props = {"StartingPosition": "LATEST"}
+    mapping(streams, "arn:presented", handler, props=props, checkpoints=reading).run()
+    assert handler.batches == [["p06", "p07", "p08", "p09"], ["c00", "c01", "c02", "c03"]]
+
+
+def test_an_empty_page_is_not_the_end_of_an_open_shard(
+    ddb_streams: Any, stream: tuple[str, list[str]]
+) -> None:
+    arn, keys = stream
+    streams, _ = one_shard(ddb_streams, arn, records_per_page=5, gaps={10: 4, 20: 1})
+    handler = Script(lambda batch: None)
+    run = mapping(streams, arn, handler).run()
+    assert [k for batch in handler.batches for k in batch] == keys
+    assert run.records_read == 25 and streams.empty_pages_served == 5
+
+
+def test_an_open_shard_is_drained_after_five_consecutive_empty_pages(
+    ddb_streams: Any, stream: tuple[str, list[str]]
+) -> None:
+    """The rule, with the sleep injected: five empty pages in a row, 0.1 s apart, end an open
+    shard; a fresh read after the checkpoint then names what was left, and a rerun takes it."""
+    arn, keys = stream
+    streams, shard_id = one_shard(ddb_streams, arn, records_per_page=5, gaps={10: 5})
+    slept: list[float] = []
+    local = mapping(streams, arn, Script(lambda batch: None), sleep=slept.append)
+    first = local.run()
+    assert (first.records_read, slept) == (10, [0.1] * 4)
+    assert local.undelivered() == {shard_id: 15}
+    again = Script(lambda batch: None)
+    rerun = mapping(streams, arn, again, checkpoints=local.checkpoints, sleep=slept.append)
+    rerun.run()
+    assert again.batches == [keys[10:20], keys[20:25]] and rerun.undelivered() == {}
+
+
+def test_a_closed_shard_is_read_past_any_run_of_empty_pages(
+    ddb: Any, ddb_streams: Any, make_table: Any
+) -> None:
+    shard = Shard("shard-x", filled_stream(ddb, make_table, "k", 25), closed=True, gaps={5: 12})
+    streams = ShardedStreams(ddb_streams, "arn:presented", [shard], records_per_page=5)
+    handler = Script(lambda batch: None)
+    run = mapping(streams, "arn:presented", handler).run()
+    assert [k for batch in handler.batches for k in batch] == [f"k{i:02d}" for i in range(25)]
+    assert run.records_read == 25
+
+
+def test_the_batching_window_reads_on_past_a_full_batch(
+    ddb_streams: Any, stream: tuple[str, list[str]]
+) -> None:
+    """Waiting out the window, a batch fills up: the records after it are read too."""
+    arn, keys = stream
+    streams, _ = one_shard(ddb_streams, arn, records_per_page=5, gaps={5: 1})
+    handler = Script(lambda batch: None)
+    run = mapping(streams, arn, handler, props={"MaximumBatchingWindowInSeconds": 1}).run()
+    assert handler.batches == [keys[0:10], keys[10:20], keys[20:25]]
+    assert run.records_read == 25
+
+
+def test_records_filtered_out_after_the_last_batch_are_checkpointed(
+    ddb_streams: Any, stream: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    arn, keys = stream
+    path = tmp_path / "checkpoints.json"
+    selects_first_five = {
+        "FilterCriteria": {
+            "Filters": [{"Pattern": json.dumps({"dynamodb": {"Keys": {"pk": {"S": keys[:5]}}}})}]
+        }
+    }
+    first = Script(lambda batch: None)
+    mapping(
+        ddb_streams, arn, first, props=selects_first_five, checkpoints=Checkpoints.load(path, arn)
+    ).run()
+    again = mapping(
+        ddb_streams,
+        arn,
+        Script(lambda batch: None),
+        props=selects_first_five,
+        checkpoints=Checkpoints.load(path, arn),
+    ).run()
+    assert first.batches == [keys[:5]]
+    assert again.records_read == 0  # the 20 filtered-out records are not read again
+
+
+def test_an_interrupted_bisection_leaves_the_checkpoint_before_the_batch(
+    ddb_streams: Any, stream: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """Ctrl-C in the second half of a split batch: the first half's success claims nothing."""
+    arn, keys = stream
+    path = tmp_path / "checkpoints.json"
+
+    def decide(batch: list[str]) -> Any:
+        if "k13" in batch and len(batch) == 10:
+            return RuntimeError("boom")
+        if batch[0] == "k15":
+            raise KeyboardInterrupt
+        return None
+
+    first = Script(decide)
+    with pytest.raises(KeyboardInterrupt):
+        mapping(ddb_streams, arn, first, checkpoints=Checkpoints.load(path, arn)).run()
+    second = Script(lambda batch: None)
+    mapping(ddb_streams, arn, second, checkpoints=Checkpoints.load(path, arn)).run()
+    assert first.batches == [keys[0:10], keys[10:20], keys[10:15], keys[15:20]]
+    assert second.batches == [keys[10:20], keys[20:25]]
+
+
+def test_a_checkpoint_torn_while_being_saved_leaves_the_last_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the middle of writing: the file still holds the last whole checkpoint
+    (also when its name ends in .tmp, the suffix of the temporary file)."""
+    path = tmp_path / "state.tmp"
+    checkpoints = Checkpoints.load(path, "arn:stream")
+    checkpoints.done("shard-1", "100")
+    write_text = Path.write_text
+
+    def torn(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        write_text(self, data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", torn)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoints.done("shard-1", "200")
+    monkeypatch.undo()
+    assert Checkpoints.load(path, "arn:stream").shards == {"shard-1": "100"}
+
+
+def test_a_filter_without_a_pattern_string_is_refused_not_dropped() -> None:
+    """Dropping an unreadable filter would select more than the mapping does."""
+    from stream_scavenger.local.runner import MappingFilters
+
+    good = {"Pattern": json.dumps({"eventName": ["INSERT"]})}
+    with pytest.raises(ValueError, match="no Pattern string"):
+        MappingFilters.of({"FilterCriteria": {"Filters": [good, {"Pattern": {"Fn::Join": []}}]}})
+    only = MappingFilters.of({"FilterCriteria": {"Filters": [good]}})
+    assert only.selects({"eventName": "INSERT"}) and not only.selects({"eventName": "REMOVE"})

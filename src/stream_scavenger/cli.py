@@ -115,6 +115,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    for option in ("checkpoint", "on_failure_file", "on_failure_queue_url"):
+        if getattr(args, option) and not args.table:
+            raise ValueError(f"--{option.replace('_', '-')} works with --table")
     cdk_out = Path(args.cloud_assembly) if args.cloud_assembly else synthesize(args.app)
     if args.table:
         return _drain_existing(cdk_out, args)
@@ -122,30 +125,81 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
-    """Existing tables on an endpoint: drain the source's stream through the function."""
+    """Existing tables on an endpoint: drain the source's stream through the function.
+
+    Exit 0 only if nothing was given up on, the function never failed, and a fresh read
+    after each shard's checkpoint finds no record left.
+    """
+    from .local.runner import (
+        Checkpoints,
+        Destination,
+        FileDestination,
+        MemoryDestination,
+        SqsDestination,
+    )
+
     if not args.endpoint_url:
         raise ValueError("--table works with --endpoint-url (tables that already exist there)")
     stack, function = _pick_function(str(cdk_out), args.function)
     if function.mapping is None or function.mapping.source_table is None:
         raise AssemblyError(f"{function.logical_id} has no event source mapping on a table")
     names = _table_names(stack, args.table)
+    on_failure: Destination = MemoryDestination()
+    where = "not kept (--on-failure-file or --on-failure-queue-url keeps them)"
+    if args.on_failure_file:
+        on_failure = FileDestination(Path(args.on_failure_file))
+        where = f"appended to {args.on_failure_file}"
+    elif args.on_failure_queue_url:
+        import boto3
+
+        sqs_url = args.sqs_endpoint_url
+        sqs = local_client("sqs", sqs_url) if sqs_url else boto3.client("sqs")
+        on_failure = SqsDestination(sqs, args.on_failure_queue_url)
+        where = f"sent to {args.on_failure_queue_url} (`stream-scavenger redrive` replays them)"
     with _Endpoint(args.endpoint_url).open() as (url, ddb, streams):
         source = names[function.mapping.source_table]
         stream_arn = ddb.describe_table(TableName=source)["Table"].get("LatestStreamArn")
         if not stream_arn:
             raise ValueError(f"table {source} on {url} has no stream")
+        default = Checkpoints.default_path(stream_arn)
+        path = None if args.no_checkpoint else Path(args.checkpoint or default)
+        checkpoints = Checkpoints.load(path, stream_arn)
+        if path:
+            resuming = ", resuming after it" if checkpoints.shards else ""
+            print(f"checkpoint: {path.absolute()}{resuming}", flush=True)
         with SubprocessInvoker.for_function(function, names, url) as invoker:
-            run = LocalEventSourceMapping(
-                streams, stream_arn, invoker.invoke, function.mapping.properties
-            ).run()
+            mapping = LocalEventSourceMapping(
+                streams,
+                stream_arn,
+                invoker.invoke,
+                function.mapping.properties,
+                on_failure=on_failure,
+                checkpoints=checkpoints,
+            )
+            try:
+                run = mapping.run()
+            except KeyboardInterrupt:
+                if path:
+                    print(
+                        f"checkpoint {path.absolute()} kept: the same command resumes after "
+                        "the last finished batch",
+                        file=sys.stderr,
+                    )
+                raise
             metrics = invoker.metrics
+        left = mapping.undelivered()
     print(
         f"records read: {run.records_read}, filtered out: {run.records_filtered_out}, "
         f"invocations: {run.invocations}, keys deleted: {metrics.get('KeysDeleted', 0):.0f}, "
         f"BatchWriteItem requests: {metrics.get('BatchWriteRequests', 0):.0f}, "
         f"records given up on: {run.records_given_up}"
     )
-    return 0 if not run.given_up and not run.function_errors else 1
+    if run.given_up:
+        print(f"on-failure messages: {len(run.given_up)}, {where}")
+    for shard_id, count in left.items():
+        after = checkpoints.shards.get(shard_id, "its start")
+        print(f"left in the stream: shard {shard_id}: {count} record(s) after {after}")
+    return 0 if not (run.given_up or run.function_errors or left) else 1
 
 
 def _pick_function(cloud_assembly: str, prefix: str | None) -> tuple[StackDef, FunctionDef]:
@@ -184,31 +238,37 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clients(endpoint_url: str | None, sqs_endpoint_url: str | None) -> dict[str, Any]:
-    """boto3 clients: local endpoints get dummy credentials; otherwise your normal AWS setup."""
+def _clients(args: argparse.Namespace) -> dict[str, Any]:
+    """boto3 clients: local endpoints get dummy credentials; otherwise your normal AWS setup
+    (Lambda's only with --function-name)."""
     import boto3
 
     def client(service: str, url: str | None) -> Any:
         return boto3.client(service) if url is None else local_client(service, url)
 
-    return {
-        "dynamodb": client("dynamodb", endpoint_url),
-        "dynamodbstreams": client("dynamodbstreams", endpoint_url),
-        "sqs": client("sqs", sqs_endpoint_url),
+    clients = {
+        "dynamodb": client("dynamodb", args.endpoint_url),
+        "dynamodbstreams": client("dynamodbstreams", args.endpoint_url),
+        "sqs": client("sqs", args.sqs_endpoint_url),
     }
-
-
-def _function_environment(args: argparse.Namespace) -> dict[str, str]:
     if args.function_name:
-        import boto3
+        clients["lambda"] = boto3.client("lambda")
+    return clients
 
-        configuration = boto3.client("lambda").get_function_configuration(
-            FunctionName=args.function_name
-        )
-        return dict(configuration.get("Environment", {}).get("Variables", {}))
+
+def _function_environment(
+    args: argparse.Namespace, clients: dict[str, Any]
+) -> tuple[dict[str, str], Any]:
+    """The scavenger's environment and its event source mappings (whose filters apply)."""
+    from .local.redrive import assembly_mappings, deployed_mappings
+
+    if args.function_name:
+        return deployed_mappings(clients["lambda"], args.function_name)
     stack, function = _pick_function(args.cloud_assembly, args.function)
     names = _table_names(stack, args.table)
-    return function.resolved_environment(names)
+    return function.resolved_environment(names), assembly_mappings(
+        function, names, clients["dynamodb"]
+    )
 
 
 def _redrive(args: argparse.Namespace) -> int:
@@ -216,8 +276,14 @@ def _redrive(args: argparse.Namespace) -> int:
     from .runtime.scavenger.config import ScavengerConfig
     from .runtime.scavenger.handler import Scavenger, make_client
 
-    config = ScavengerConfig.from_env(_function_environment(args))
-    clients = _clients(args.endpoint_url, args.sqs_endpoint_url)
+    clients = _clients(args)
+    environment, mappings = _function_environment(args, clients)
+    config = ScavengerConfig.from_env(environment)
+    if config.dry_run and not args.dry_run:
+        raise ValueError(
+            "the function is configured with dry_run: it deletes nothing and answers success, "
+            "so replaying through it would drop every message; use --dry-run to count"
+        )
     overrides: dict[str, Any] = {}
     if args.endpoint_url:
         overrides = {"endpoint_url": args.endpoint_url, **LOCAL_CLIENT_SETTINGS}
@@ -227,21 +293,11 @@ def _redrive(args: argparse.Namespace) -> int:
         args.queue_url,
         clients["dynamodbstreams"],
         lambda event: scavenger.handle(event, None),
+        mappings,
         dry_run=args.dry_run,
     )
-    verb = "would redrive" if args.dry_run else "redriven"
-    print(f"messages: {report.messages}, records: {report.records}, {verb}: {len(report.redriven)}")
-    for info in report.unreadable:
-        print(
-            f"no longer in the stream (past its 24-hour retention?): shard {info['shardId']} "
-            f"{info['startSequenceNumber']}..{info['endSequenceNumber']}; message kept"
-        )
-    for info in report.failed_again:
-        print(
-            f"failed again, message kept: shard {info['shardId']} {info['startSequenceNumber']}.."
-        )
-    if report.not_understood:
-        print(f"{report.not_understood} message(s) are not DynamoDB-stream on-failure messages")
+    for line in report.lines():
+        print(line)
     return 0 if report.ok else 1
 
 
@@ -281,8 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  cdk synth && stream-scavenger run --cloud-assembly cdk.out --records 5000\n"
         "  stream-scavenger run --cloud-assembly cdk.out --endpoint-url http://127.0.0.1:8000\n"
         "  stream-scavenger run --cloud-assembly cdk.out --endpoint-url http://127.0.0.1:8000 \\\n"
-        "      --table MessagesABC123=messages --table StagingDEF456=staging  # existing\n\n"
-        + EXIT_CODES,
+        "      --table MessagesABC123=messages --table StagingDEF456=staging  # existing\n"
+        "  stream-scavenger run --cloud-assembly cdk.out --endpoint-url http://127.0.0.1:8000 \\\n"
+        "      --table MessagesABC123=messages --table StagingDEF456=staging \\\n"
+        "      --on-failure-queue-url $DLQ --sqs-endpoint-url http://127.0.0.1:5000\n\n"
+        "with --table, exit status 1 also when a batch was given up on, the function failed,\n"
+        "or a fresh read after the checkpoints still finds records in the stream\n\n" + EXIT_CODES,
         formatter_class=raw,
     )
     source = run.add_mutually_exclusive_group(required=True)
@@ -298,6 +358,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="use existing tables on --endpoint-url instead of creating and filling new ones: "
         "drain the source's stream through the function and report",
     )
+    checkpoint = run.add_mutually_exclusive_group()
+    checkpoint.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="with --table: the checkpoint, loaded at the start and saved after each batch, so "
+        "a run stopped with Ctrl-C resumes after the last finished batch (default: a file "
+        "named after the stream, in .stream-scavenger/ of the current directory)",
+    )
+    checkpoint.add_argument(
+        "--no-checkpoint",
+        action="store_true",
+        help="with --table: start at the mapping's StartingPosition, save no checkpoint",
+    )
+    on_failure = run.add_mutually_exclusive_group()
+    on_failure.add_argument(
+        "--on-failure-file",
+        metavar="PATH",
+        help="with --table: append Lambda's on-failure message for each batch given up on, "
+        "as JSON lines",
+    )
+    on_failure.add_argument(
+        "--on-failure-queue-url",
+        metavar="URL",
+        help="with --table: send the on-failure messages to this SQS queue (for redrive)",
+    )
+    run.add_argument(
+        "--sqs-endpoint-url", metavar="URL", help="with --on-failure-queue-url: an SQS endpoint "
+        "other than AWS's (otherwise your normal AWS setup)",
+    )  # fmt: skip
     run.set_defaults(run=_run)
 
     invoke = commands.add_parser(
@@ -329,17 +418,20 @@ def build_parser() -> argparse.ArgumentParser:
         "redrive",
         help="replay records given up on, from the on-failure queue",
         description="Read the on-failure messages (a shard and a sequence-number range each), "
-        "re-read those records from the stream while it still holds them (24 hours), replay "
-        "them through the scavenger's delete logic, and delete each message only after all "
-        "its records succeeded. The scavenger's configuration comes from the deployed "
-        "function (--function-name, with your normal AWS credentials) or a cloud assembly.",
+        "re-read each range from the stream through its end record while the stream still "
+        "holds it (24 hours), keep the records the event source mapping's filter criteria "
+        "select, replay them through the scavenger's delete logic, and delete the message only "
+        "after all of them succeeded; any other message is kept, with the reason. The "
+        "scavenger's configuration and its mapping come from the deployed function "
+        "(--function-name, with your normal AWS credentials) or a cloud assembly.",
         epilog="examples:\n"
         "  stream-scavenger redrive --queue-url https://sqs.eu-west-1.amazonaws.com/1234/dlq \\\n"
         "      --function-name my-stack-ScavengerFunction-AbC --dry-run\n"
         "  stream-scavenger redrive --queue-url $DLQ --cloud-assembly cdk.out \\\n"
         "      --endpoint-url http://127.0.0.1:8000 --sqs-endpoint-url http://127.0.0.1:5000\n\n"
-        "exit status: 0 every message redriven (dry run: readable); 1 some range is no longer "
-        "in the\nstream or failed again (those messages are kept); 2 usage or set-up error",
+        "exit status: 0 every message redriven (dry run: could be); 1 some message was kept "
+        "(not\nunderstood, filters unknown, range unreadable, failed again, not deleted) or the "
+        "queue was\nnot read out; 2 usage or set-up error",
         formatter_class=raw,
     )
     redrive.add_argument("--queue-url", required=True, help="the on-failure queue")

@@ -208,7 +208,8 @@ def check_function(
             streams,
             stream_arns[source.logical_id],
             invoker.invoke,
-            function.mapping.properties,
+            # The tables are new: a mapping created with them, even at LATEST, sees every record.
+            {**function.mapping.properties, "StartingPosition": "TRIM_HORIZON"},
             on_batch=on_batch,
         )
         run_started = time.monotonic()

@@ -2,29 +2,283 @@
 
 Lambda's on-failure message for a DynamoDB stream names a shard and a range of
 sequence numbers, not the records. While the stream still holds them (24 hours),
-they are read back, replayed through the scavenger's own delete logic, and the
-message is deleted only once every record of the range succeeded. A range the
-stream no longer holds is reported, and its message kept.
+they are read back, passed through the event source mapping's own filter criteria,
+replayed through the scavenger's delete logic, and the message is deleted only when
+the whole range was read through its end record and every replayed record succeeded.
+
+Whenever that cannot be made sure of, the message is kept (visible again at the end
+of the run) and the report says why: a message that is not understood, a mapping
+whose filters cannot be determined for the message's stream, a range the stream no
+longer holds whole (trimmed, a shard closed before its end, an open shard that stays
+empty), a range the filters would not have delivered, a replay that raised or
+reported failures, a replay that outlasted the message's visibility timeout, or a
+failed delete. One message never stops the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any
 
-from .runner import lambda_record
+from .assembly import AssemblyError, FunctionDef
+from .runner import MappingFilters, lambda_record
 
 Replay = Callable[[Mapping[str, Any]], Any]
-#: Answers that mean the range cannot be read (gone, or a position the shard never had).
-_GONE = {
-    "TrimmedDataAccessException",
-    "ResourceNotFoundException",
-    "ExpiredIteratorException",
-    "ValidationException",
-    "InvalidArgumentException",
-}
+
+#: Consecutive empty ``GetRecords`` pages of an open shard before the range's end is given
+#: up on, and the pause after each (DynamoDB Streams may answer empty before later records).
+EMPTY_PAGES = 20
+EMPTY_PAGE_WAIT_S = 0.25
+#: How long a received message stays invisible: the handler's own budget without a Lambda
+#: context (900 s) and a minute to read the range. Messages are received one at a time.
+HOLD_S = 960
+#: A message is deleted only while at least this much of its visibility timeout is left.
+DELETE_MARGIN_S = 10.0
+_SEQUENCE_NUMBER = re.compile(r"[0-9]{1,40}")
+
+
+class Outcome(Enum):
+    """What became of one on-failure message."""
+
+    REDRIVEN = "redriven"
+    WOULD_REDRIVE = "would redrive"
+    NOT_UNDERSTOOD = "not understood"
+    FILTERS_UNKNOWN = "filters unknown"
+    UNREADABLE = "unreadable"
+    FAILED_AGAIN = "failed again"
+    NOT_DELETED = "not deleted"
+
+
+class Kept(Exception):
+    """The message stays on the queue, for this reason."""
+
+    def __init__(self, outcome: Outcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason
+
+
+@dataclass(frozen=True)
+class BatchRange:
+    """An on-failure message's ``DDBStreamBatchInfo``, checked."""
+
+    stream_arn: str
+    shard_id: str
+    #: Sequence numbers as the message spells them (digits only; start <= end).
+    start: str
+    end: str
+    batch_size: int | None = None
+    #: ``requestContext.functionArn``: the function that gave up on the batch.
+    function_arn: str | None = None
+
+    @classmethod
+    def parse(cls, body: Any) -> BatchRange:
+        """The range of a message body; raises :class:`Kept` (not understood) saying why not."""
+        try:
+            message = json.loads(body)
+        except (TypeError, ValueError):
+            raise _not_understood("not JSON") from None
+        info = message.get("DDBStreamBatchInfo") if isinstance(message, dict) else None
+        if info is None:
+            raise _not_understood("no DDBStreamBatchInfo: not a DynamoDB stream on-failure message")
+        if not isinstance(info, dict):
+            raise _not_understood("DDBStreamBatchInfo is not an object")
+        for name in ("streamArn", "shardId"):
+            if not isinstance(info.get(name), str) or not info[name]:
+                raise _not_understood(f"{name} is missing or empty")
+        for name in ("startSequenceNumber", "endSequenceNumber"):
+            if name not in info:
+                raise _not_understood(f"{name} is missing")
+            if not isinstance(info[name], str):
+                raise _not_understood(f"{name} is not a string: {_show(info[name])}")
+            if not _SEQUENCE_NUMBER.fullmatch(info[name]):
+                raise _not_understood(f"{name} is not a string of digits: {_show(info[name])}")
+        start, end = info["startSequenceNumber"], info["endSequenceNumber"]
+        if int(start) > int(end):
+            raise _not_understood(f"startSequenceNumber {start} is after endSequenceNumber {end}")
+        size = info.get("batchSize")
+        if size is not None and (type(size) is not int or size < 1):
+            raise _not_understood(f"batchSize is not a positive integer: {_show(size)}")
+        context = message.get("requestContext")
+        function_arn = context.get("functionArn") if isinstance(context, dict) else None
+        return cls(
+            info["streamArn"],
+            info["shardId"],
+            start,
+            end,
+            size,
+            function_arn if isinstance(function_arn, str) else None,
+        )
+
+    def __str__(self) -> str:
+        return f"shard {self.shard_id}, sequence numbers {self.start}..{self.end}"
+
+
+@dataclass(frozen=True)
+class Mappings:
+    """A function's event source mappings: where each message's filter criteria come from.
+
+    Each mapping has its ``EventSourceArn`` and ``FilterCriteria`` (the template's or
+    ``ListEventSourceMappings``' shape).
+    """
+
+    mappings: tuple[Mapping[str, Any], ...]
+    #: The function's ARN, when known: a message another function gave up on is not redriven.
+    function_arn: str | None = None
+
+    def filters_for(self, batch: BatchRange) -> MappingFilters:
+        """The filters of the one mapping that reads the message's stream; raises
+        :class:`Kept` when that mapping is not exactly one, or its criteria cannot be read."""
+        theirs, ours = batch.function_arn, self.function_arn
+        if theirs and ours and _unqualified(theirs) != _unqualified(ours):
+            raise _filters_unknown(f"the message is from function {theirs}, not {ours}")
+        found = [m for m in self.mappings if m.get("EventSourceArn") == batch.stream_arn]
+        if not found:
+            reads = sorted({str(m.get("EventSourceArn")) for m in self.mappings}) or ["nothing"]
+            raise _filters_unknown(
+                f"no event source mapping of the function reads stream {batch.stream_arn} "
+                f"(its mappings read {', '.join(reads)})"
+            )
+        if len(found) > 1:
+            raise _filters_unknown(
+                f"{len(found)} event source mappings of the function read stream "
+                f"{batch.stream_arn}: whose filters applied is unknown"
+            )
+        mapping = found[0]
+        if mapping.get("FilterCriteriaError"):
+            raise _filters_unknown(
+                f"cannot read the mapping's filter criteria: {mapping['FilterCriteriaError']}"
+            )
+        if mapping.get("KMSKeyArn") and not mapping.get("FilterCriteria"):
+            raise _filters_unknown(
+                "cannot read the mapping's filter criteria: encrypted with "
+                f"{mapping['KMSKeyArn']}, and not returned (kms:Decrypt on that key is needed)"
+            )
+        try:
+            filters = MappingFilters.of(mapping)
+        except Exception as err:  # noqa: BLE001 - any unreadable criteria keep the message
+            raise _filters_unknown(f"cannot read the mapping's filter criteria: {err}") from None
+        return filters
+
+
+def deployed_mappings(lambda_client: Any, function_name: str) -> tuple[dict[str, str], Mappings]:
+    """A deployed function's environment and event source mappings (every page), each read
+    with ``GetEventSourceMapping``: the list leaves encrypted filter criteria out."""
+    try:
+        configuration = lambda_client.get_function_configuration(FunctionName=function_name)
+        pages = lambda_client.get_paginator("list_event_source_mappings").paginate(
+            FunctionName=function_name
+        )
+        mappings = tuple(
+            lambda_client.get_event_source_mapping(UUID=listed["UUID"])
+            for page in pages
+            for listed in page.get("EventSourceMappings", [])
+        )
+    except Exception as err:  # noqa: BLE001 - a set-up error: nothing was touched yet
+        raise ValueError(f"cannot read function {function_name}: {err}") from None
+    environment = dict(configuration.get("Environment", {}).get("Variables", {}))
+    return environment, Mappings(mappings, configuration.get("FunctionArn"))
+
+
+def assembly_mappings(function: FunctionDef, table_names: Mapping[str, str], ddb: Any) -> Mappings:
+    """A synthesized function's mapping, reading the stream its source table has now."""
+    mapping = function.mapping
+    if mapping is None:
+        raise AssemblyError(f"{function.logical_id} has no event source mapping")
+    stream_arn = mapping.properties.get("EventSourceArn")
+    if not isinstance(stream_arn, str):
+        if mapping.source_table is None or mapping.source_table not in table_names:
+            raise AssemblyError(
+                f"cannot tell which stream {mapping.logical_id} reads: use --function-name"
+            )
+        table = table_names[mapping.source_table]
+        try:
+            stream_arn = ddb.describe_table(TableName=table)["Table"].get("LatestStreamArn")
+        except Exception as err:  # noqa: BLE001 - a set-up error: nothing was touched yet
+            raise AssemblyError(f"cannot read table {table}: {err}") from None
+        if not stream_arn:
+            raise AssemblyError(f"table {table} has no stream")
+    return Mappings(({**mapping.properties, "EventSourceArn": stream_arn},))
+
+
+def read_range(
+    streams: Any,
+    batch: BatchRange,
+    region: str = "us-east-1",
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, Any]]:
+    """Every record of the range through its end record, Lambda-shaped.
+
+    Raises :class:`Kept` (unreadable) when the stream does not hold the range whole: its
+    first record is gone, its end record is missing, the shard closed before it, or an open
+    shard answered :data:`EMPTY_PAGES` empty pages in a row before it.
+    """
+    start, end = int(batch.start), int(batch.end)
+    records: list[dict[str, Any]] = []
+    last = "its start"
+    empty = 0
+    iterator = _read(
+        streams.get_shard_iterator,
+        StreamArn=batch.stream_arn,
+        ShardId=batch.shard_id,
+        ShardIteratorType="AT_SEQUENCE_NUMBER",
+        SequenceNumber=batch.start,
+    ).get("ShardIterator")
+    while iterator:
+        page = _read(streams.get_records, ShardIterator=iterator, Limit=1000)
+        for record in page.get("Records") or []:
+            spelt = str(record["dynamodb"]["SequenceNumber"])
+            number = int(spelt)
+            if not records and number != start:
+                raise _unreadable(
+                    f"no longer in the stream: its first record {batch.start} is not in the "
+                    f"shard (past the 24-hour retention?), which now goes on at {spelt}"
+                )
+            if number > end:
+                raise _unreadable(
+                    f"its end record {batch.end} is not in the shard: it goes from {last} "
+                    f"to {spelt}"
+                )
+            records.append(lambda_record(record, batch.stream_arn, region))
+            last = spelt
+            if number == end:
+                return records
+        empty = 0 if page.get("Records") else empty + 1
+        if empty >= EMPTY_PAGES:
+            raise _unreadable(
+                f"the range's end {batch.end} was not reached: {empty} empty pages in a row "
+                f"after {last}, and the shard is still open"
+            )
+        if empty:
+            sleep(EMPTY_PAGE_WAIT_S)
+        iterator = page.get("NextShardIterator")
+    raise _unreadable(
+        f"the shard is closed before the range's end {batch.end} (last record read: {last})"
+    )
+
+
+@dataclass(frozen=True)
+class MessageResult:
+    """One message: what became of it, and why it was kept."""
+
+    message_id: str
+    outcome: Outcome
+    reason: str = ""
+    range: BatchRange | None = None
+    #: Records the filters select (replayed, or in a dry run would be).
+    records: int = 0
+    #: Records of the range the mapping's filters leave out (never replayed).
+    filtered_out: int = 0
+
+    @property
+    def kept(self) -> bool:
+        """The message is still on the queue after a real run."""
+        return self.outcome not in (Outcome.REDRIVEN, Outcome.WOULD_REDRIVE)
 
 
 @dataclass
@@ -32,53 +286,48 @@ class RedriveReport:
     """What a redrive did, per on-failure message."""
 
     dry_run: bool = False
-    messages: int = 0
-    records: int = 0
-    redriven: list[dict[str, Any]] = field(default_factory=list)
-    failed_again: list[dict[str, Any]] = field(default_factory=list)
-    unreadable: list[dict[str, Any]] = field(default_factory=list)
-    not_understood: int = 0
+    results: list[MessageResult] = field(default_factory=list)
+    #: Why the redrive stopped before the queue was empty ("" if it did not).
+    stopped: str = ""
+
+    @property
+    def records(self) -> int:
+        """Records replayed (in a dry run: that would be)."""
+        return sum(r.records for r in self.results)
+
+    @property
+    def filtered_out(self) -> int:
+        """Records of the ranges that the mapping's filters leave out."""
+        return sum(r.filtered_out for r in self.results)
+
+    @property
+    def kept(self) -> list[MessageResult]:
+        """The messages left on the queue, each with its reason."""
+        return [r for r in self.results if r.kept]
 
     @property
     def ok(self) -> bool:
-        """Every message was redriven (or, in a dry run, could be)."""
-        return not (self.failed_again or self.unreadable or self.not_understood)
+        """Every message was redriven (or, in a dry run, could be), and the queue was read out."""
+        return not self.kept and not self.stopped
 
-
-def read_range(
-    streams: Any, info: Mapping[str, Any], region: str = "us-east-1"
-) -> list[dict[str, Any]] | None:
-    """The records of one on-failure range, Lambda-shaped; None if the stream no longer has them."""
-    start, end = int(info["startSequenceNumber"]), int(info["endSequenceNumber"])
-    try:
-        iterator = streams.get_shard_iterator(
-            StreamArn=info["streamArn"],
-            ShardId=info["shardId"],
-            ShardIteratorType="AT_SEQUENCE_NUMBER",
-            SequenceNumber=info["startSequenceNumber"],
-        )["ShardIterator"]
-        records: list[dict[str, Any]] = []
-        while iterator:
-            page = streams.get_records(ShardIterator=iterator, Limit=1000)
-            for record in page["Records"]:
-                if int(record["dynamodb"]["SequenceNumber"]) > end:
-                    return _complete(records, start)
-                records.append(lambda_record(record, info["streamArn"], region))
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
-        return _complete(records, start)
-    except Exception as err:  # noqa: BLE001 - only "the range cannot be read" is expected here
-        code = getattr(err, "response", {}).get("Error", {}).get("Code")
-        if code in _GONE or type(err).__name__ == "ParamValidationError":
-            return None
-        raise
-
-
-def _complete(records: list[dict[str, Any]], start: int) -> list[dict[str, Any]] | None:
-    if not records or int(records[0]["dynamodb"]["SequenceNumber"]) != start:
-        return None  # the start of the range has been trimmed away
-    return records
+    def lines(self) -> list[str]:
+        """The report as printed: a summary, then one line per kept message."""
+        verb = "would redrive" if self.dry_run else "redriven"
+        kept = self.kept
+        counts = ", ".join(
+            f"{o.value}: {n}" for o in Outcome if (n := sum(r.outcome is o for r in kept))
+        )
+        lines = [
+            f"messages: {len(self.results)}, records: {self.records}, "
+            f"filtered out: {self.filtered_out}, {verb}: {len(self.results) - len(kept)}, "
+            f"kept: {len(kept)}" + (f" ({counts})" if counts else "")
+        ]
+        for r in kept:
+            where = f" [{r.range}]" if r.range else ""
+            lines.append(f"kept {r.message_id} ({r.outcome.value}): {r.reason}{where}")
+        if self.stopped:
+            lines.append(f"stopped: {self.stopped}")
+        return lines
 
 
 def redrive(
@@ -86,60 +335,195 @@ def redrive(
     queue_url: str,
     streams: Any,
     replay: Replay,
+    mappings: Mappings,
     *,
     dry_run: bool = False,
     region: str = "us-east-1",
     max_messages: int = 10_000,
+    hold_s: int = HOLD_S,
+    wait_s: int = 1,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RedriveReport:
-    """Redrive every message now in the queue (at most ``max_messages``)."""
+    """Redrive every message now in the queue (at most ``max_messages``), one at a time.
+
+    Each message is received with a visibility timeout of ``hold_s`` and processed at once;
+    long polling (``wait_s``) so that an empty answer means an empty queue. Messages not
+    deleted are made visible again at the end.
+    """
+    run = _Run(sqs, queue_url, streams, replay, mappings, dry_run, region, hold_s, clock, sleep)
     report = RedriveReport(dry_run=dry_run)
-    seen: set[str] = set()
-    held: list[str] = []
-    while report.messages < max_messages:
-        received = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0
-        ).get("Messages", [])
-        fresh = [m for m in received if m["MessageId"] not in seen]
-        if not fresh:
-            break
-        for message in fresh:
-            seen.add(message["MessageId"])
-            held.append(message["ReceiptHandle"])
-            report.messages += 1
-            _redrive_one(sqs, queue_url, streams, replay, message, report, region)
-    if dry_run:
-        for receipt in held:  # make them visible again: a dry run changes nothing
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
-            )
+    try:
+        run.receive_all(report, max_messages, wait_s)
+    finally:  # Ctrl-C too: what was not deleted is visible again at once
+        for message_id, receipt in run.receipts.items():
+            if run.done.get(message_id) is not Outcome.REDRIVEN:
+                run.release(receipt)
     return report
 
 
-def _redrive_one(
-    sqs: Any,
-    queue_url: str,
-    streams: Any,
-    replay: Replay,
-    message: Mapping[str, Any],
-    report: RedriveReport,
-    region: str,
-) -> None:
+@dataclass
+class _Run:
+    sqs: Any
+    queue_url: str
+    streams: Any
+    replay: Replay
+    mappings: Mappings
+    dry_run: bool
+    region: str
+    hold_s: int
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    #: MessageId -> the latest receipt handle, and what became of the message.
+    receipts: dict[str, str] = field(default_factory=dict)
+    done: dict[str, Outcome] = field(default_factory=dict)
+
+    def receive_all(self, report: RedriveReport, max_messages: int, wait_s: int) -> None:
+        """Receive one message at a time and redrive it, until the queue answers none."""
+        repeats = 0
+        while repeats <= len(self.receipts):  # only messages already done keep coming: stop
+            if len(report.results) >= max_messages:
+                report.stopped = f"after {max_messages} messages; the queue may hold more"
+                return
+            try:
+                received = self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=1,
+                    VisibilityTimeout=self.hold_s,
+                    WaitTimeSeconds=wait_s,
+                ).get("Messages", [])
+            except Exception as err:  # noqa: BLE001 - report what was done so far
+                report.stopped = f"receiving from the queue failed: {err}"
+                return
+            if not received:
+                return
+            for message in received:
+                message_id = str(message.get("MessageId"))
+                seen = message_id in self.receipts
+                self.receipts[message_id] = message["ReceiptHandle"]
+                if not seen:
+                    repeats = 0
+                    report.results.append(self.one(message))
+                    continue
+                repeats += 1  # a duplicate delivery, or its hold lapsed: done already
+                if self.done.get(message_id) is Outcome.REDRIVEN:
+                    with contextlib.suppress(Kept):  # a copy of a redriven message
+                        self.delete(message["ReceiptHandle"])
+
+    def one(self, message: Mapping[str, Any]) -> MessageResult:
+        """Redrive one message: deleted only once every check and record succeeded."""
+        received = self.clock()
+        result = MessageResult(str(message.get("MessageId")), Outcome.REDRIVEN)
+        try:
+            batch = BatchRange.parse(message.get("Body"))
+            result = replace(result, range=batch)
+            filters = self.mappings.filters_for(batch)
+            records = read_range(self.streams, batch, self.region, self.sleep)
+            selected = _selected(records, filters, batch)
+            result = replace(
+                result, records=len(selected), filtered_out=len(records) - len(selected)
+            )
+            if self.dry_run:
+                result = replace(result, outcome=Outcome.WOULD_REDRIVE)
+            else:
+                _replay(self.replay, selected)
+                if self.clock() - received > self.hold_s - DELETE_MARGIN_S:
+                    raise Kept(
+                        Outcome.NOT_DELETED,
+                        f"the replay succeeded but outlasted the message's visibility timeout "
+                        f"({self.hold_s} s): another receiver may hold it now, so it was not "
+                        "deleted; redrive it again",
+                    )
+                self.delete(message["ReceiptHandle"])
+        except Kept as kept:
+            result = replace(result, outcome=kept.outcome, reason=kept.reason)
+        self.done[result.message_id] = result.outcome
+        return result
+
+    def delete(self, receipt: str) -> None:
+        try:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+        except Exception as err:  # noqa: BLE001 - the message stays: say so
+            raise Kept(
+                Outcome.NOT_DELETED, f"every record succeeded, but deleting it failed: {err}"
+            ) from None
+
+    def release(self, receipt: str) -> None:
+        """Make a message visible again (if that fails, its visibility timeout still ends)."""
+        with contextlib.suppress(Exception):
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
+
+
+def _selected(
+    records: list[dict[str, Any]], filters: MappingFilters, batch: BatchRange
+) -> list[dict[str, Any]]:
+    """The records the mapping's filters select, if the range is one those filters made."""
+    for which, record in (("first", records[0]), ("last", records[-1])):
+        if not filters.selects(record):
+            raise _filters_unknown(
+                f"its {which} record is not one the mapping's filters select, yet Lambda "
+                "delivered it: the filters that delivered the range were others, so replaying "
+                "with these could delete what those kept"
+            )
+    selected = [r for r in records if filters.selects(r)]
+    size = batch.batch_size
+    if size is not None and not len(selected) <= size <= len(records):
+        raise _filters_unknown(
+            f"batchSize {size} does not fit the range: {len(records)} records, "
+            f"{len(selected)} of them selected by the mapping's filters (changed since?)"
+        )
+    return selected
+
+
+def _replay(replay: Replay, records: list[dict[str, Any]]) -> None:
+    """Replay the records; raises :class:`Kept` (failed again) unless every one succeeded."""
     try:
-        info = json.loads(message["Body"])["DDBStreamBatchInfo"]
-    except (ValueError, KeyError, TypeError):
-        report.not_understood += 1
+        response = replay({"Records": records})
+    except Exception as err:  # noqa: BLE001 - a handler failure fails this message only
+        raise Kept(Outcome.FAILED_AGAIN, f"the replay raised {type(err).__name__}: {err}") from None
+    failures = response.get("batchItemFailures") if isinstance(response, Mapping) else None
+    if failures == []:
         return
-    records = read_range(streams, info, region)
-    if records is None:
-        report.unreadable.append(info)
-        return
-    report.records += len(records)
-    if report.dry_run:
-        report.redriven.append(info)
-        return
-    response = replay({"Records": records})
-    if isinstance(response, Mapping) and not response.get("batchItemFailures"):
-        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        report.redriven.append(info)
+    if isinstance(failures, list):
+        first = failures[0].get("itemIdentifier") if isinstance(failures[0], Mapping) else None
+        reason = f"{len(failures)} record(s) reported for replay again (first: {first})"
     else:
-        report.failed_again.append(info)
+        reason = f"the replay's answer is not a batch response: {_show(response)}"
+    raise Kept(Outcome.FAILED_AGAIN, reason)
+
+
+def _read(operation: Callable[..., Any], **params: Any) -> dict[str, Any]:
+    """A streams call; any error keeps the message (the range cannot be read now)."""
+    try:
+        return dict(operation(**params))
+    except Exception as err:  # noqa: BLE001 - whatever the stream answers, the message is kept
+        error = getattr(err, "response", None)
+        code = error.get("Error", {}).get("Code") if isinstance(error, dict) else None
+        if code == "TrimmedDataAccessException":
+            raise _unreadable(
+                f"no longer in the stream (past its 24-hour retention): {err}"
+            ) from None
+        raise _unreadable(f"cannot read the range: {code or type(err).__name__}: {err}") from None
+
+
+def _unqualified(function_arn: str) -> str:
+    return ":".join(function_arn.split(":")[:7])  # without a version or alias
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _not_understood(reason: str) -> Kept:
+    return Kept(Outcome.NOT_UNDERSTOOD, reason)
+
+
+def _filters_unknown(reason: str) -> Kept:
+    return Kept(Outcome.FILTERS_UNKNOWN, reason)
+
+
+def _unreadable(reason: str) -> Kept:
+    return Kept(Outcome.UNREADABLE, reason)

@@ -3,7 +3,9 @@
 Modelled on Lambda's rules for DynamoDB streams, read from the mapping's own
 template properties:
 
-- batches of ``BatchSize`` records from one shard, from ``StartingPosition``;
+- batches of ``BatchSize`` records from one shard, from ``StartingPosition``
+  (where a new mapping starts: the child of a shard it was reading is read
+  from the child's first record);
 - ``FilterCriteria``, matched with moto's implementation of EventBridge patterns;
 - ``ReportBatchItemFailures``: after a partial failure, resume at the lowest
   reported sequence number (an unknown or empty identifier fails the batch);
@@ -11,12 +13,18 @@ template properties:
   ``BisectBatchOnFunctionError`` is on;
 - ``MaximumRetryAttempts`` and ``MaximumRecordAgeInSeconds``: records given up
   on are reported to the on-failure destination with the message Lambda sends;
-- ``MaximumBatchingWindowInSeconds``: at the end of a shard's records, a
-  partial batch waits up to the window for more records before it is delivered;
-- a checkpoint per shard, saved after every batch, so an interrupted run
-  resumes after the last finished batch.
+- ``MaximumBatchingWindowInSeconds``: once the reader has caught up with a
+  shard (an empty page), a partial batch waits up to the window for more
+  records before it is delivered;
+- a checkpoint per shard, saved after every batch's outcome (and past records
+  filtered out), so an interrupted run resumes after the last finished batch.
 
-Shards are read one after another (``ParallelizationFactor`` is not modelled).
+Every page of ``DescribeStream`` is read, and shards are drained one after
+another, a parent before its children (``ParallelizationFactor`` is not
+modelled). An empty ``GetRecords`` page is not the end of a shard: a closed
+shard is read until it has no next iterator, an open one until ``EMPTY_PAGES``
+consecutive empty pages, ``POLL_INTERVAL_S`` apart. ``undelivered()`` then
+re-reads every shard after its checkpoint, to prove that nothing was left.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -34,6 +43,10 @@ from typing import Any, Protocol
 from .assembly import TableDef
 
 Invoke = Callable[[Mapping[str, Any]], Any]
+#: An open shard is drained after this many consecutive empty GetRecords pages ...
+EMPTY_PAGES = 5
+#: ... this far apart (seconds).
+POLL_INTERVAL_S = 0.1
 
 
 def create_table(client: Any, name: str, table: TableDef) -> str:
@@ -141,13 +154,21 @@ class Checkpoints:
             shards = dict(json.loads(path.read_text()).get(stream_arn, {}))
         return cls(path, stream_arn, shards)
 
+    @staticmethod
+    def default_path(stream_arn: str) -> Path:
+        """Where ``stream-scavenger run --table`` keeps a stream's checkpoints: a file named
+        after its table and stream label, in ``.stream-scavenger/`` of the current directory."""
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", stream_arn.partition(":table/")[2] or stream_arn)
+        return Path(".stream-scavenger") / f"checkpoint-{name}.json"
+
     def done(self, shard_id: str, sequence_number: str) -> None:
         """Everything up to ``sequence_number`` in the shard is finished."""
         self.shards[shard_id] = sequence_number
         if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             saved = json.loads(self.path.read_text()) if self.path.exists() else {}
             saved[self.stream_arn] = self.shards
-            temporary = self.path.with_suffix(".tmp")
+            temporary = self.path.with_name(self.path.name + ".tmp")  # never the file itself
             temporary.write_text(json.dumps(saved, indent=1, sort_keys=True))
             temporary.replace(self.path)
 
@@ -186,6 +207,9 @@ class LocalEventSourceMapping:
         clock: Callable[[], float] = time.time,
         on_batch: Callable[[int], None] | None = None,
         function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local",
+        empty_pages: int = EMPTY_PAGES,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._streams = streams_client
         self._stream_arn = stream_arn
@@ -198,87 +222,142 @@ class LocalEventSourceMapping:
         self._bisect = bool(props.get("BisectBatchOnFunctionError", False))
         self._window_s = float(props.get("MaximumBatchingWindowInSeconds", 0))
         self._partial = "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])
-        self._patterns = _patterns(props)
+        self._filters = MappingFilters.of(props)
         self._region = region
         self.on_failure: Destination = on_failure or MemoryDestination()
         self.checkpoints = checkpoints or Checkpoints()
         self._clock = clock
         self._on_batch = on_batch
         self._function_arn = function_arn
+        self._empty_pages = empty_pages
+        self._poll_interval_s = poll_interval_s
+        self._sleep = sleep
 
     def run(self) -> RunStats:
         """Process everything now in the stream, shard by shard; return what happened."""
         stats = RunStats()
-        description = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
-        for shard in description["Shards"]:
-            shard_id = shard["ShardId"]
-            batch: list[dict[str, Any]] = []
-            last: str | None = None
-            for record in self._read_shard(shard_id):
-                batch = self._take(record, batch, shard_id, stats)
+        listed: set[str] = set()
+        finished: set[str] = set()  # closed shards read to their end
+        while True:
+            # Listed again after each pass: a shard that closed meanwhile has children, and
+            # (drained while it was open) its own last records, which come before theirs.
+            shards = self.shards()
+            if {s["ShardId"] for s in shards} <= listed:
+                return stats
+            for shard in shards:
+                listed.add(shard["ShardId"])
+                if shard["ShardId"] not in finished:
+                    self._drain(shard, stats)
+                if not _is_open(shard):
+                    finished.add(shard["ShardId"])
+
+    def shards(self) -> list[dict[str, Any]]:
+        """Every shard of the stream (all ``DescribeStream`` pages), parents before children."""
+        shards: list[dict[str, Any]] = []
+        page: dict[str, Any] = {}
+        while True:
+            description = self._streams.describe_stream(StreamArn=self._stream_arn, **page)
+            shards += description["StreamDescription"]["Shards"]
+            last = description["StreamDescription"].get("LastEvaluatedShardId")
+            if not last:
+                break
+            page = {"ExclusiveStartShardId": last}
+        parents = {s["ShardId"]: s.get("ParentShardId") for s in shards}
+
+        def generation(shard: Mapping[str, Any]) -> int:
+            count, parent = 0, shard.get("ParentShardId")
+            while parent in parents and count < len(parents):
+                count, parent = count + 1, parents[parent]
+            return count
+
+        return sorted(shards, key=generation)
+
+    def undelivered(self) -> dict[str, int]:
+        """Per shard, records the mapping would deliver that are still after its checkpoint:
+        a fresh read by the same rules, which finds none after a complete run."""
+        left: dict[str, int] = {}
+        for shard in self.shards():
+            count = 0
+            for page, drained in self._pages(shard, self.checkpoints.shards.get(shard["ShardId"])):
+                count += sum(self._filters.selects(record) for record in page)
+                if drained:
+                    break
+            if count:
+                left[shard["ShardId"]] = count
+        return left
+
+    def _drain(self, shard: Mapping[str, Any], stats: RunStats) -> None:
+        """Deliver a shard's records after its checkpoint, in batches, until it is drained."""
+        shard_id = shard["ShardId"]
+        last = self.checkpoints.shards.get(shard_id, "")
+        batch: list[dict[str, Any]] = []
+        deadline: float | None = None  # of the batching window, once the reader caught up
+        for page, drained in self._pages(shard, last or None):
+            for record in page:
                 last = record["dynamodb"]["SequenceNumber"]
-            deadline = time.monotonic() + self._window_s
-            while batch and last and time.monotonic() < deadline:
-                more = self._records_after(shard_id, last)
-                for record in more:
-                    batch = self._take(record, batch, shard_id, stats)
-                    last = record["dynamodb"]["SequenceNumber"]
-                if not more:
-                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-            if batch:
-                self._finish(batch, shard_id, stats)
-        return stats
+                stats.records_read += 1
+                if not self._filters.selects(record):
+                    stats.records_filtered_out += 1
+                    continue
+                batch.append(record)
+                if len(batch) == self._batch_size:
+                    self._finish(batch, shard_id, stats, last)
+                    batch, deadline = [], None
+            if batch and not page:
+                deadline = time.monotonic() + self._window_s if deadline is None else deadline
+                if time.monotonic() >= deadline:
+                    self._finish(batch, shard_id, stats, last)
+                    batch, deadline = [], None
+            if not batch and last and self.checkpoints.shards.get(shard_id) != last:
+                self.checkpoints.done(shard_id, last)  # records filtered out, none pending
+            if drained and not batch:  # (a batch in its window keeps the reader polling)
+                break
+        if batch:
+            self._finish(batch, shard_id, stats, last)
 
-    def _take(
-        self, record: dict[str, Any], batch: list[dict[str, Any]], shard_id: str, stats: RunStats
-    ) -> list[dict[str, Any]]:
-        """Add a read record to the batch (unless filtered out); deliver a full batch."""
-        stats.records_read += 1
-        if self._patterns and not any(p.matches_event(record) for p in self._patterns):
-            stats.records_filtered_out += 1
-            if not batch:
-                self.checkpoints.done(shard_id, record["dynamodb"]["SequenceNumber"])
-            return batch
-        batch.append(record)
-        if len(batch) == self._batch_size:
-            self._finish(batch, shard_id, stats)
-            return []
-        return batch
+    def _pages(
+        self, shard: Mapping[str, Any], after: str | None
+    ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """The shard's ``GetRecords`` pages after ``after``, empty ones included, each with
+        whether the shard is now drained.
 
-    def _records_after(self, shard_id: str, sequence_number: str) -> list[dict[str, Any]]:
+        An empty page is not the end of a shard: a closed shard ends where it has no next
+        iterator; an open one is drained after ``empty_pages`` consecutive empty pages,
+        ``poll_interval_s`` apart (the reader may poll on, e.g. for a batching window).
+        """
+        is_open = _is_open(shard)
+        # StartingPosition is where a new mapping starts; the child of a shard it was
+        # reading holds the records after the parent's, from the child's first one.
+        start = self._starting_position
+        if shard.get("ParentShardId") in self.checkpoints.shards:
+            start = "TRIM_HORIZON"
+        position = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+            if after
+            else {"ShardIteratorType": start}
+        )
         iterator = self._streams.get_shard_iterator(
-            StreamArn=self._stream_arn,
-            ShardId=shard_id,
-            ShardIteratorType="AFTER_SEQUENCE_NUMBER",
-            SequenceNumber=sequence_number,
+            StreamArn=self._stream_arn, ShardId=shard["ShardId"], **position
         )["ShardIterator"]
-        page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
-        return [self._shape(record) for record in page["Records"]]
+        empty = 0
+        while iterator:
+            page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+            empty = 0 if page["Records"] else empty + 1
+            records = [self._shape(record) for record in page["Records"]]
+            yield records, is_open and empty >= self._empty_pages
+            if empty:
+                self._sleep(self._poll_interval_s)
+            iterator = page.get("NextShardIterator")
 
     def _shape(self, record: Mapping[str, Any]) -> dict[str, Any]:
         return lambda_record(record, self._stream_arn, self._region)
 
-    def _read_shard(self, shard_id: str) -> Iterator[dict[str, Any]]:
-        after = self.checkpoints.shards.get(shard_id)
-        position = (
-            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
-            if after
-            else {"ShardIteratorType": self._starting_position}
-        )
-        iterator = self._streams.get_shard_iterator(
-            StreamArn=self._stream_arn, ShardId=shard_id, **position
-        )["ShardIterator"]
-        while iterator:
-            page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
-            for record in page["Records"]:
-                yield self._shape(record)
-            if not page["Records"]:
-                return
-            iterator = page.get("NextShardIterator")
-
-    def _finish(self, batch: list[dict[str, Any]], shard_id: str, stats: RunStats) -> None:
+    def _finish(
+        self, batch: list[dict[str, Any]], shard_id: str, stats: RunStats, through: str
+    ) -> None:
+        """Deliver a batch; then (only then) everything read up to ``through`` is finished."""
         self._deliver(batch, shard_id, stats, attempts=0)
-        self.checkpoints.done(shard_id, batch[-1]["dynamodb"]["SequenceNumber"])
+        self.checkpoints.done(shard_id, through)
         if self._on_batch:
             self._on_batch(len(batch))
 
@@ -390,6 +469,11 @@ def on_failure_message(
     }
 
 
+def _is_open(shard: Mapping[str, Any]) -> bool:
+    """Whether a shard (as ``DescribeStream`` lists it) may still get records."""
+    return "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {})
+
+
 def _checkpoint(batch: list[dict[str, Any]], response: Any) -> int | None:
     """Index to resume from, or None when the batch succeeded (Lambda's stream rules)."""
     failures = response.get("batchItemFailures") if isinstance(response, dict) else None
@@ -405,10 +489,30 @@ def _checkpoint(batch: list[dict[str, Any]], response: Any) -> int | None:
     return min(indexes)
 
 
-def _patterns(properties: Mapping[str, Any]) -> list[Any]:
-    filters = (properties.get("FilterCriteria") or {}).get("Filters") or []
-    if not filters:
-        return []
-    from moto.events.models import EventPattern
+@dataclass(frozen=True)
+class MappingFilters:
+    """An event source mapping's ``FilterCriteria``, matched as Lambda matches them.
 
-    return [EventPattern.load(f["Pattern"]) for f in filters if isinstance(f.get("Pattern"), str)]
+    The one matcher of the project: the local mapping and redrive both use it, so a
+    record the mapping would filter out is never deleted by a replay either.
+    """
+
+    patterns: tuple[Any, ...] = ()
+
+    @classmethod
+    def of(cls, properties: Mapping[str, Any]) -> MappingFilters:
+        """The filters of a mapping's properties (template or ``GetEventSourceMapping`` shape)."""
+        filters = (properties.get("FilterCriteria") or {}).get("Filters") or []
+        if not filters:
+            return cls()
+        from moto.events.models import EventPattern
+
+        patterns = [f.get("Pattern") if isinstance(f, Mapping) else None for f in filters]
+        if not all(isinstance(pattern, str) for pattern in patterns):
+            # Dropping it would select more than the mapping does: never guess wider.
+            raise ValueError("a FilterCriteria filter has no Pattern string")
+        return cls(tuple(EventPattern.load(pattern) for pattern in patterns))
+
+    def selects(self, record: Mapping[str, Any]) -> bool:
+        """Whether the mapping delivers ``record`` (no filters: every record)."""
+        return not self.patterns or any(p.matches_event(record) for p in self.patterns)
