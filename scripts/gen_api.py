@@ -312,7 +312,7 @@ def contract_section() -> list[str]:
 
 def local_section() -> list[str]:
     out = ["## Local running: `stream_scavenger.local` (extra `local`)", ""]
-    for name in ("dynamodb_local", "assembly", "invoker", "runner", "check"):
+    for name in ("dynamodb_local", "assembly", "invoker", "runner", "check", "redrive"):
         module = parse(f"local/{name}.py")
         out += [
             f"### `stream_scavenger.local.{name}`",

@@ -4,10 +4,14 @@ One ``BatchWriteItem`` takes deletes for several tables (25 in total), so keys
 for different targets share requests and the request count stays
 ceil(distinct keys / 25) however many targets there are.
 
-A key counts as deleted only when a ``BatchWriteItem`` response confirmed it
-(it was sent and is not in ``UnprocessedItems``). Everything else, whether it
-was throttled, refused, still in flight at the deadline or never sent, is
-returned as not deleted, so the caller can report it for replay.
+A key counts as deleted only when a well-formed ``BatchWriteItem`` answer
+confirmed it: it was sent and is absent from the answer's ``UnprocessedItems``
+map, which must be present and name only tables and keys that were sent (the
+client made by ``handler.make_client`` also checks the ``x-amz-crc32``). Any
+other 2xx is retried like a 5xx. Everything not confirmed, whether it was
+throttled, refused, still in flight at the deadline or never sent, is returned
+as not deleted, so the caller can report it for replay; a key DynamoDB rejects
+as invalid on its own is returned as rejected (replaying it can never help).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,9 +37,15 @@ BACKOFF_CAP_S = 5.0
 #: A retry is started only if at least this much time is left after its backoff.
 MIN_REQUEST_S = 0.25
 
+#: The codes counted for a 2xx answer that confirms nothing (see :func:`unprocessed_refs`)
+#: and for one whose body does not match its ``x-amz-crc32`` (see ``handler.make_client``).
+MALFORMED_RESPONSE = "MalformedResponse"
+CHECKSUM_MISMATCH = "ChecksumMismatch"  # the name of :class:`ChecksumMismatch`
 #: Error codes that mean "try again later"; anything else is not retried in this invocation.
 RETRYABLE_CODES = frozenset(
     {
+        MALFORMED_RESPONSE,
+        CHECKSUM_MISMATCH,
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
         "RequestLimitExceeded",
@@ -80,6 +90,14 @@ class DeleteStats:
     consumed_wcu: float = 0.0
     error_codes: dict[str, int] = field(default_factory=dict)
 
+    def error(self, code: str) -> None:
+        """Count one failed request under ``code``."""
+        self.error_codes[code] = self.error_codes.get(code, 0) + 1
+        if code in THROTTLE_CODES:
+            self.throttles += 1
+        else:
+            self.errors += 1
+
     def add(self, other: DeleteStats) -> None:
         """Fold another chunk's counts into these."""
         self.requests += other.requests
@@ -99,6 +117,9 @@ class DeleteResult:
 
     #: Table name -> identities of its keys that a response confirmed deleted.
     deleted: dict[str, set[Identity]] = field(default_factory=dict)
+    #: Table name -> identity -> error code, for keys DynamoDB rejected as invalid on their
+    #: own: the same bytes can never succeed, so they are unmappable, not to be replayed.
+    rejected: dict[str, dict[Identity, str]] = field(default_factory=dict)
     stats: DeleteStats = field(default_factory=DeleteStats)
     timed_out: bool = False
 
@@ -158,14 +179,14 @@ class BatchDeleter:
                     continue
                 if future.exception() is not None:
                     # A bug, not a DynamoDB answer: the chunk's keys stay undeleted.
-                    code = type(future.exception()).__name__
-                    result.stats.errors += 1
-                    result.stats.error_codes[code] = result.stats.error_codes.get(code, 0) + 1
+                    result.stats.error(type(future.exception()).__name__)
                     continue
-                chunk_deleted, chunk_stats = future.result()
-                for key in chunk_deleted:
+                outcome = future.result()
+                for key in outcome.deleted:
                     result.deleted.setdefault(key.table, set()).add(key.identity)
-                result.stats.add(chunk_stats)
+                for key, code in outcome.rejected:
+                    result.rejected.setdefault(key.table, {})[key.identity] = code
+                result.stats.add(outcome.stats)
         finally:
             stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -173,29 +194,32 @@ class BatchDeleter:
 
     def _delete_chunk(
         self, chunk: Sequence[TargetKey], deadline: Deadline, stop: threading.Event
-    ) -> tuple[list[TargetKey], DeleteStats]:
+    ) -> _ChunkOutcome:
         """Delete one chunk; a chunk DynamoDB rejects as invalid is split to isolate the bad key."""
-        stats = DeleteStats()
-        deleted: list[TargetKey] = []
+        outcome = _ChunkOutcome()
         groups = [list(chunk)]
         while groups:
             group = groups.pop()
             try:
-                deleted += self._delete_group(group, deadline, stop, stats)
+                self._delete_group(group, deadline, stop, outcome)
             except _Split as split:
                 half = len(split.keys) // 2
-                stats.splits += 1
+                outcome.stats.splits += 1
                 groups += [split.keys[half:], split.keys[:half]]
-        return deleted, stats
+        return outcome
 
     def _delete_group(
         self,
         group: Sequence[TargetKey],
         deadline: Deadline,
         stop: threading.Event,
-        stats: DeleteStats,
-    ) -> list[TargetKey]:
-        deleted: list[TargetKey] = []
+        outcome: _ChunkOutcome,
+    ) -> None:
+        """Send ``group`` until every key is confirmed, rejected, or out of attempts or time.
+
+        Confirmed keys go into ``outcome`` as they are confirmed, so a later split loses none.
+        """
+        stats = outcome.stats
         pending = {(key.table, key.identity): key for key in group}
         for attempt in range(1, self._max_attempts + 1):
             if attempt > 1:
@@ -207,29 +231,31 @@ class BatchDeleter:
             if stop.is_set() or deadline.left() < MIN_REQUEST_S:
                 break
             try:
-                unprocessed = self._send(pending.values(), stats)
+                unprocessed = self._send(pending, stats)
             except NonRetryableError as err:
-                if err.code == "ValidationException" and len(pending) > 1:
-                    raise _Split(list(pending.values())) from err
+                if err.code == "ValidationException":
+                    if len(pending) > 1:
+                        raise _Split(list(pending.values())) from err
+                    # Rejected on its own: the same bytes will be rejected on every replay.
+                    outcome.rejected += [(key, err.code) for key in pending.values()]
                 break
             if unprocessed is None:
                 continue
             for ref in list(pending):
                 if ref not in unprocessed:
-                    deleted.append(pending.pop(ref))
+                    outcome.deleted.append(pending.pop(ref))
             if not pending:
                 break
             stats.unprocessed += len(pending)
-        return deleted
 
-    def _send(self, keys: Iterable[TargetKey], stats: DeleteStats) -> set[KeyRef] | None:
+    def _send(self, pending: Mapping[KeyRef, TargetKey], stats: DeleteStats) -> set[KeyRef] | None:
         """One request: the keys it left unprocessed, None if it failed retryably.
 
         Raises :class:`NonRetryableError` when retrying cannot help in this invocation.
         """
         stats.requests += 1
         request_items: dict[str, list[dict[str, Any]]] = {}
-        for key in keys:
+        for key in pending.values():
             request_items.setdefault(key.table, []).append({"DeleteRequest": {"Key": key.request}})
         try:
             response = self._client.batch_write_item(
@@ -237,22 +263,61 @@ class BatchDeleter:
             )
         except Exception as err:  # noqa: BLE001 - classified below, never swallowed silently
             code = _error_code(err)
-            stats.error_codes[code] = stats.error_codes.get(code, 0) + 1
-            if code in THROTTLE_CODES:
-                stats.throttles += 1
-            else:
-                stats.errors += 1
+            stats.error(code)
             if _is_retryable(err, code):
                 return None
             raise NonRetryableError(code) from err
-        for capacity in response.get("ConsumedCapacity") or ():
-            stats.consumed_wcu += float(capacity.get("CapacityUnits", 0.0))
-        left = response.get("UnprocessedItems") or {}
-        return {
-            (table, identity_of(item["DeleteRequest"]["Key"]))
-            for table, items in left.items()
-            for item in items
-        }
+        left = unprocessed_refs(response, pending)
+        if left is None:
+            stats.error(MALFORMED_RESPONSE)
+            return None
+        stats.consumed_wcu += _capacity_units(response)
+        return left
+
+
+@dataclass
+class _ChunkOutcome:
+    """What became of one chunk's keys."""
+
+    deleted: list[TargetKey] = field(default_factory=list)
+    rejected: list[tuple[TargetKey, str]] = field(default_factory=list)
+    stats: DeleteStats = field(default_factory=DeleteStats)
+
+
+def unprocessed_refs(response: Any, sent: Mapping[KeyRef, Any]) -> set[KeyRef] | None:
+    """The keys a 2xx answer left unprocessed; None when it is no confirmation at all.
+
+    Only a present ``UnprocessedItems`` map of delete requests for keys that were sent
+    says which keys were deleted: an empty body, ``{}`` or a map naming anything else
+    cannot tell a deleted key from one never processed.
+    """
+    left = response.get("UnprocessedItems") if isinstance(response, Mapping) else None
+    if not isinstance(left, Mapping):
+        return None
+    refs: set[KeyRef] = set()
+    for table, items in left.items():
+        if not isinstance(items, list):
+            return None
+        for item in items:
+            try:
+                ref = (table, identity_of(item["DeleteRequest"]["Key"]))
+                if ref not in sent:
+                    return None
+            except (AttributeError, KeyError, TypeError, ValueError, ArithmeticError):
+                return None
+            refs.add(ref)
+    return refs
+
+
+def _capacity_units(response: Mapping[str, Any]) -> float:
+    """Write units an answer reports; a malformed ``ConsumedCapacity`` counts none."""
+    total = 0.0
+    capacities = response.get("ConsumedCapacity")
+    for capacity in capacities if isinstance(capacities, list) else ():
+        units = capacity.get("CapacityUnits") if isinstance(capacity, Mapping) else None
+        if isinstance(units, int | float) and not isinstance(units, bool):
+            total += float(units)
+    return total
 
 
 class _Split(Exception):
@@ -261,6 +326,10 @@ class _Split(Exception):
     def __init__(self, keys: list[TargetKey]) -> None:
         super().__init__(len(keys))
         self.keys = keys
+
+
+class ChecksumMismatch(Exception):
+    """An answer whose body does not match its ``x-amz-crc32``: it confirms nothing."""
 
 
 class NonRetryableError(Exception):

@@ -14,6 +14,8 @@ import sys
 from typing import Any
 
 LOGGER_NAME = "stream_scavenger"
+#: The SDK's loggers: at DEBUG, botocore logs each request's parameters and body (keys).
+SDK_LOGGERS = ("boto3", "botocore", "urllib3", "s3transfer")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -56,3 +58,17 @@ def get_logger() -> logging.Logger:
         logger.addHandler(stream)
         logger.propagate = False
     return logger
+
+
+def quiet_sdk_loggers(log_items: bool) -> None:
+    """Keep the SDK's loggers at INFO or above, unless item values may be logged.
+
+    With ``log_level="DEBUG"`` Lambda's runtime sets the root logger to DEBUG, and the
+    SDK would then log every key this function deletes.
+    """
+    if log_items:
+        return
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
