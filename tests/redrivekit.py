@@ -1,4 +1,5 @@
-"""Helpers of the redrive tests: thin wrappers around real clients, and queue/table reads.
+"""Helpers of the redrive tests: thin wrappers around real clients, queue/table reads, and
+the tables and queue of records given up on that both redrive test modules start from.
 
 DynamoDB Local never returns an empty ``GetRecords`` page before later records and keeps
 one shard per stream; SQS's short polling may answer empty while messages wait, and SQS
@@ -9,13 +10,24 @@ clients (DynamoDB Local's streams, moto's SQS) so redrive meets them on loopback
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stream_scavenger import cli
-from stream_scavenger.local.runner import lambda_record, on_failure_message
+from stream_scavenger.local.assembly import FunctionDef, load_assembly
+from stream_scavenger.local.dynamodb_local import local_client
+from stream_scavenger.local.runner import (
+    LocalEventSourceMapping,
+    SqsDestination,
+    create_table,
+    lambda_record,
+    on_failure_message,
+    table_names_for,
+)
 
 
 class PagedStreams:
@@ -120,7 +132,11 @@ def stream_records(streams: Any, stream_arn: str) -> tuple[str, list[dict[str, A
     return shard["ShardId"], records
 
 
-LOCAL_FUNCTION_ARN = "arn:aws:lambda:us-east-1:000000000000:function:local"
+def function_arn_of(stack_name: str, function: FunctionDef) -> str:
+    """An ARN of the deployed function, named as CloudFormation names a function:
+    ``<stack>-<logical ID>-<suffix>``."""
+    name = f"{stack_name}-{function.logical_id}-AbCdEf123456"
+    return f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
 
 
 def send_range(
@@ -129,7 +145,7 @@ def send_range(
     shard_id: str,
     stream_arn: str,
     batch: list[dict[str, Any]],
-    function_arn: str = LOCAL_FUNCTION_ARN,
+    function_arn: str,
 ) -> str:
     """Send Lambda's on-failure message for ``batch``; return the message's ID."""
     body = on_failure_message(
@@ -159,3 +175,73 @@ def visible(sqs: Any, queue_url: str) -> int:
 
 def item_count(ddb: Any, table: str) -> int:
     return int(ddb.scan(TableName=table, Select="COUNT")["Count"])
+
+
+def always_fails(event: Any) -> Any:
+    """A handler that reports the first record of every batch: all of it is retried."""
+    first = event["Records"][0]["dynamodb"]["SequenceNumber"]
+    return {"batchItemFailures": [{"itemIdentifier": first}]}
+
+
+def give_up_on_everything(
+    assembly: Path,
+    clients: tuple[Any, Any],
+    sqs_endpoint: str,
+    endpoint_url: str,
+    fill: Callable[[Any, str, str], None],
+    prefix: str = "redrive",
+    handler: Callable[[Any], Any] = always_fails,
+) -> dict[str, Any]:
+    """The assembly's tables, new (unique names: tables and queues outlive a test), filled
+    by ``fill(ddb, messages table, staging table)``; the local mapping reads the messages
+    stream with ``handler`` (by default one that always fails) and sends what it gives up
+    on to a new queue.
+
+    Returns what the tests use: the assembly and its function, the table names and
+    ``--table`` arguments, the stream, the queue, the function's ARN, the run's stats.
+    """
+    ddb, ddb_streams = clients
+    (stack,) = load_assembly(assembly)
+    (function,) = stack.functions
+    run_id = uuid.uuid4().hex[:10]
+    names = table_names_for(stack.tables, prefix=f"{prefix}{run_id}-")
+    arns = {lid: create_table(ddb, names[lid], t) for lid, t in stack.tables.items()}
+    messages_id = next(lid for lid in names if lid.startswith("Messages"))
+    staging_id = next(lid for lid in names if lid.startswith("Staging"))
+    fill(ddb, names[messages_id], names[staging_id])
+    sqs = local_client("sqs", sqs_endpoint)
+    queue_url = sqs.create_queue(QueueName=f"{prefix}{run_id}")["QueueUrl"]
+    function_arn = function_arn_of(stack.name, function)
+    run = LocalEventSourceMapping(
+        ddb_streams,
+        arns[messages_id],
+        handler,
+        function.mapping.properties,
+        on_failure=SqsDestination(sqs, queue_url),
+        function_arn=function_arn,
+    ).run()
+    return {
+        "assembly": assembly,
+        "function": function,
+        "function_arn": function_arn,
+        "names": names,
+        "staging": names[staging_id],
+        "stream_arn": arns[messages_id],
+        "queue_url": queue_url,
+        "sqs": sqs,
+        "sqs_endpoint": sqs_endpoint,
+        "table_args": [arg for lid, n in names.items() for arg in ("--table", f"{lid}={n}")],
+        "endpoint": endpoint_url,
+        "run": run,
+    }
+
+
+def redrive_cli(g: dict[str, Any], *extra: str, config: Sequence[str] | None = None) -> int:
+    """``stream-scavenger redrive`` on the queue of :func:`give_up_on_everything`; the
+    function's configuration from its cloud assembly unless ``config`` says otherwise."""
+    where = config if config is not None else ("--cloud-assembly", str(g["assembly"]))
+    tables = g["table_args"] if "--cloud-assembly" in where else []
+    return cli.main([
+        "redrive", "--queue-url", g["queue_url"], *where, *tables,
+        "--endpoint-url", g["endpoint"], "--sqs-endpoint-url", g["sqs_endpoint"], *extra,
+    ])  # fmt: skip

@@ -8,21 +8,19 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 from shardedstreams import ShardedStreams
-from streamevents import record
+from sqsserver import sqs_endpoint_fixture  # noqa: F401 - the sqs_endpoint fixture
 
 from stream_scavenger import cli
 from stream_scavenger.cli import main
 from stream_scavenger.local.check import example_app, synthesize
 from stream_scavenger.local.dynamodb_local import local_client
+from testkit.events import record
 
-pytestmark = pytest.mark.ddb
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "stream-scavenger"
 
@@ -65,6 +63,7 @@ def summary_row(out: str) -> list[str]:
     return row
 
 
+@pytest.mark.slow
 def test_demo_is_the_main_job_end_to_end() -> None:
     """As the README's command runs it: its own DynamoDB Local, the bundled app, a summary."""
     result = subprocess.run(
@@ -185,6 +184,7 @@ def test_an_assembly_without_a_scavenger_is_a_setup_error(
     assert "no stream-scavenger function found" in capsys.readouterr().err
 
 
+@pytest.mark.ddb  # synthesizes the example app (a subprocess, ~9 s) like its neighbours
 def test_an_unreachable_endpoint_is_a_setup_error(
     assembly: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -195,6 +195,7 @@ def test_an_unreachable_endpoint_is_a_setup_error(
     assert "does not answer" in capsys.readouterr().err
 
 
+@pytest.mark.ddb  # the suite has Java on PATH (checked at the end)
 def test_a_missing_java_runtime_is_named(assembly: Path, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -346,15 +347,6 @@ def test_run_table_appends_what_it_gave_up_on_to_a_file(
     assert f"appended to {failures}" in capsys.readouterr().out
 
 
-@pytest.fixture(scope="module")
-def sqs_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 def test_run_table_sends_what_it_gave_up_on_to_a_queue_redrive_can_replay(
     assembly: Path, ddb_local: Any, ddb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     sqs_endpoint: str, capsys: pytest.CaptureFixture[str],
@@ -409,11 +401,123 @@ def test_run_table_resumes_from_its_checkpoint_by_default(
     chosen = tmp_path / "chosen.json"
     assert drain(assembly, ddb_local, tables, "--checkpoint", str(chosen)) == 0
     assert "records read: 6" in capsys.readouterr().out
-    assert tables["stream_arn"] in json.loads(chosen.read_text())
+    (key,) = json.loads(chosen.read_text())
+    assert key.startswith(f"{tables['stream_arn']} ScavengerFunction")  # stream, function, hash
 
 
+@pytest.mark.ddb  # uses the synthesized example app, like its neighbours
 def test_a_checkpoint_without_table_is_a_usage_error(
     assembly: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["run", "--cloud-assembly", str(assembly), "--checkpoint", "cp.json"]) == 2
     assert "--checkpoint works with --table" in capsys.readouterr().err
+
+
+def test_a_rerun_delivers_again_what_was_given_up_on_and_kept_nowhere(
+    assembly: Path, ddb_local: Any, ddb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """No --on-failure-file or --on-failure-queue-url: the on-failure messages live only in
+    memory, so the checkpoint must not move past what they name. Staging is missing on the
+    first run (every delete fails, every record is given up on), there on the second."""
+    monkeypatch.chdir(tmp_path)
+    tables = existing_tables(ddb, assembly, 5)
+    ddb.delete_table(TableName=tables["staging"])
+    assert drain(assembly, ddb_local, tables) == 1
+    first = capsys.readouterr().out
+    (saved,) = (tmp_path / ".stream-scavenger").glob("*.json")
+    saved_after_first = json.loads(saved.read_text())
+
+    create_example_table(ddb, tables["staging"])
+    for i in range(5):
+        ddb.put_item(
+            TableName=tables["staging"],
+            Item={"messageId": {"S": f"d{i}"}, "createdAt": {"N": str(i)}},
+        )
+    assert drain(assembly, ddb_local, tables) == 0
+    assert left_in(ddb, tables["staging"]) == 0
+    assert "records read: 5" in capsys.readouterr().out
+    (entry,) = saved_after_first.values()
+    assert entry["shards"] == {}, "the checkpoint did not move past the batch given up on"
+    assert "records given up on: 5" in first
+    assert f"checkpoint held: shard {shard_of(ddb_local, tables)} stays at its start" in first
+
+
+def shard_of(ddb_local: Any, tables: dict[str, Any]) -> str:
+    streams = ddb_local.client("dynamodbstreams")
+    (shard,) = streams.describe_stream(StreamArn=tables["stream_arn"])["StreamDescription"][
+        "Shards"
+    ]
+    return str(shard["ShardId"])
+
+
+#: The example app (same construct IDs, so the same logical IDs) with ``dry_run=True``.
+DRY_APP = """
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from stream_scavenger import StreamScavenger
+
+app = cdk.App()
+stack = cdk.Stack(app, "StreamScavengerExample")
+key = {
+    "partition_key": dynamodb.Attribute(name="messageId", type=dynamodb.AttributeType.STRING),
+    "sort_key": dynamodb.Attribute(name="createdAt", type=dynamodb.AttributeType.NUMBER),
+}
+messages = dynamodb.Table(stack, "Messages", **key)
+staging = dynamodb.Table(stack, "Staging", **key)
+StreamScavenger(stack, "Scavenger", source_table=messages, target_table=staging, dry_run=True)
+app.synth()
+"""
+
+
+@pytest.fixture(scope="module")
+def dry_assembly(tmp_path_factory: pytest.TempPathFactory, assembly: Path) -> Path:
+    app = tmp_path_factory.mktemp("dry") / "dry_app.py"
+    app.write_text(DRY_APP)
+    dry = synthesize([sys.executable, str(app)])
+    assert example_table_ids(dry) == example_table_ids(assembly)
+    return dry
+
+
+def test_a_dry_run_deletes_nothing_says_so_and_keeps_no_checkpoint(
+    assembly: Path, dry_assembly: Path, ddb_local: Any, ddb: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The dry run counts what it would delete; the live run after it still delivers all."""
+    monkeypatch.chdir(tmp_path)
+    tables = existing_tables(ddb, assembly, 5)
+    assert drain(dry_assembly, ddb_local, tables) == 0
+    out = capsys.readouterr().out
+    assert left_in(ddb, tables["staging"]) == 5
+    assert not (tmp_path / ".stream-scavenger").exists(), "a dry run saves no checkpoint"
+    assert "would delete: 5" in out and "keys deleted" not in out
+
+    assert drain(assembly, ddb_local, tables) == 0
+    assert "records read: 5" in capsys.readouterr().out
+    assert left_in(ddb, tables["staging"]) == 0
+
+
+def test_the_checkpoint_is_the_functions_and_its_configurations(
+    assembly: Path, ddb_local: Any, ddb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The same function with another target (here a second staging table) starts its own
+    checkpoint; the same configuration again resumes."""
+    monkeypatch.chdir(tmp_path)
+    tables = existing_tables(ddb, assembly, 5)
+    assert drain(assembly, ddb_local, tables) == 0
+    assert "records read: 5" in capsys.readouterr().out
+    assert drain(assembly, ddb_local, tables) == 0
+    assert "records read: 0" in capsys.readouterr().out
+
+    other = f"{tables['staging']}-other"
+    create_example_table(ddb, other)
+    for i in range(5):
+        item = {"messageId": {"S": f"d{i}"}, "createdAt": {"N": str(i)}}
+        ddb.put_item(TableName=other, Item=item)
+    _, staging_id = example_table_ids(assembly)
+    retargeted = {**tables, "args": [*tables["args"][:-1], f"{staging_id}={other}"]}
+    assert drain(assembly, ddb_local, retargeted) == 0
+    assert left_in(ddb, other) == 0
+    assert "records read: 5" in capsys.readouterr().out
+    assert len(list((tmp_path / ".stream-scavenger").glob("*.json"))) == 2

@@ -18,7 +18,6 @@ from stream_scavenger.local.runner import (
     LocalEventSourceMapping,
 )
 
-pytestmark = pytest.mark.ddb
 PROPS = {
     "BatchSize": 10,
     "StartingPosition": "TRIM_HORIZON",
@@ -440,3 +439,181 @@ def test_a_filter_without_a_pattern_string_is_refused_not_dropped() -> None:
         MappingFilters.of({"FilterCriteria": {"Filters": [good, {"Pattern": {"Fn::Join": []}}]}})
     only = MappingFilters.of({"FilterCriteria": {"Filters": [good]}})
     assert only.selects({"eventName": "INSERT"}) and not only.selects({"eventName": "REMOVE"})
+
+
+# ---- what a run leaves for the next one ------------------------------------------------------
+
+
+def test_at_latest_the_child_of_a_shard_drained_empty_is_read_from_its_start(
+    ddb: Any, ddb_streams: Any, make_table: Any
+) -> None:
+    """The parent had no record while the mapping read it (so no checkpoint): its child,
+    appearing when it closes, still holds the records after the parent's."""
+    parent_table = make_table({"pk": "S"}, stream="KEYS_ONLY")  # stays empty
+    parent_arn = ddb.describe_table(TableName=parent_table)["Table"]["LatestStreamArn"]
+    child_table = make_table({"pk": "S"}, stream="KEYS_ONLY")
+    child_arn = ddb.describe_table(TableName=child_table)["Table"]["LatestStreamArn"]
+    parent = Shard("shard-a", parent_arn)
+    streams = ShardedStreams(ddb_streams, "arn:presented", [parent])
+
+    def split_after_the_first_listing(call: int) -> None:
+        if call == 2:
+            parent.closed = True
+            for i in range(3):
+                ddb.put_item(TableName=child_table, Item={"pk": {"S": f"c{i:02d}"}})
+            streams.add(Shard("shard-b", child_arn, "shard-a"))
+
+    streams.on_describe = split_after_the_first_listing
+    handler = Script(lambda batch: None)
+    local = mapping(
+        streams, "arn:presented", handler, props={"StartingPosition": "LATEST"},
+        sleep=lambda s: None,
+    )  # fmt: skip
+    local.run()
+    assert handler.batches == [["c00", "c01", "c02"]]
+    assert local.undelivered() == {}
+
+
+def test_a_later_run_sees_the_child_of_a_shard_read_empty_at_latest(
+    ddb: Any, ddb_streams: Any, make_table: Any, tmp_path: Path
+) -> None:
+    """The checkpoint file remembers the shards read while open: the next run (and its
+    ``undelivered()``) reads their children from the first record."""
+    parent_table = make_table({"pk": "S"}, stream="KEYS_ONLY")
+    parent = Shard(
+        "shard-a", ddb.describe_table(TableName=parent_table)["Table"]["LatestStreamArn"]
+    )
+    streams = ShardedStreams(ddb_streams, "arn:presented", [parent])
+    path, latest = tmp_path / "checkpoints.json", {"StartingPosition": "LATEST"}
+    first = mapping(
+        streams, "arn:presented", Script(lambda batch: None), props=latest,
+        checkpoints=Checkpoints.load(path, "arn:presented"), sleep=lambda s: None,
+    )  # fmt: skip
+    assert first.run().records_read == 0
+
+    parent.closed = True
+    streams.add(Shard("shard-b", filled_stream(ddb, make_table, "c", 3), "shard-a"))
+    handler = Script(lambda batch: None)
+    second = mapping(
+        streams, "arn:presented", handler, props=latest,
+        checkpoints=Checkpoints.load(path, "arn:presented"), sleep=lambda s: None,
+    )  # fmt: skip
+    assert second.undelivered() == {"shard-b": 3}
+    second.run()
+    assert handler.batches == [["c00", "c01", "c02"]] and second.undelivered() == {}
+
+
+def test_without_a_destination_that_keeps_them_the_checkpoint_stays_before_records_given_up(
+    ddb_streams: Any, stream: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """Messages kept in memory only: the run goes on, but the saved checkpoint stays before
+    the batch given up on, so the next run delivers it (and what came after it) again."""
+    arn, keys = stream
+    path = tmp_path / "checkpoints.json"
+    failing = Script(lambda batch: "k13" if "k13" in batch else None)
+    run = mapping(ddb_streams, arn, failing, checkpoints=Checkpoints.load(path, arn)).run()
+    assert run.records_given_up == 7 and failing.batches[-1] == keys[20:25]
+
+    again = Script(lambda batch: None)
+    rerun = mapping(ddb_streams, arn, again, checkpoints=Checkpoints.load(path, arn))
+    (shard_id,) = rerun.checkpoints.shards
+    assert rerun.undelivered() == {shard_id: 15}  # k10..k24, after the first batch
+    rerun.run()
+    assert again.batches == [keys[10:20], keys[20:25]] and rerun.undelivered() == {}
+    assert run.held == {shard_id: failing_first_batch_end(ddb_streams, arn, shard_id)}
+
+
+def failing_first_batch_end(ddb_streams: Any, arn: str, shard_id: str) -> str:
+    """The sequence number of the stream's 10th record (k09), where the first batch ends."""
+    iterator = ddb_streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = ddb_streams.get_records(ShardIterator=iterator, Limit=10)["Records"]
+    return str(records[9]["dynamodb"]["SequenceNumber"])
+
+
+def test_a_destination_that_keeps_them_lets_the_checkpoint_move_on(
+    ddb_streams: Any, stream: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    arn, _ = stream
+    path = tmp_path / "checkpoints.json"
+    destination = FileDestination(tmp_path / "failures.jsonl")
+    failing = Script(lambda batch: "k13" if "k13" in batch else None)
+    run = mapping(
+        ddb_streams, arn, failing, on_failure=destination,
+        checkpoints=Checkpoints.load(path, arn),
+    ).run()  # fmt: skip
+    assert run.records_given_up == 7
+    rerun = mapping(
+        ddb_streams, arn, Script(lambda batch: None), checkpoints=Checkpoints.load(path, arn)
+    )
+    assert rerun.undelivered() == {}
+    assert run.held == {}
+
+
+def test_an_open_shard_found_closed_at_the_empty_page_bound_is_read_to_its_end(
+    ddb: Any, ddb_streams: Any, make_table: Any
+) -> None:
+    """The shard is described again before an open one counts as drained: closed by then,
+    it is read to its end (past the empty pages) in the same pass."""
+    shard = Shard("shard-x", filled_stream(ddb, make_table, "k", 10), gaps={5: 5})
+    streams = ShardedStreams(ddb_streams, "arn:presented", [shard], records_per_page=5)
+
+    def close_on_the_second_look(call: int) -> None:
+        if call == 2:
+            shard.closed = True
+
+    streams.on_describe = close_on_the_second_look
+    handler = Script(lambda batch: None)
+    run = mapping(streams, "arn:presented", handler, sleep=lambda s: None).run()
+    assert [k for batch in handler.batches for k in batch] == [f"k{i:02d}" for i in range(10)]
+    assert run.records_read == 10
+
+
+def test_at_latest_a_later_run_delivers_what_came_after_the_first_one_opened_the_shard(
+    ddb: Any, ddb_streams: Any, make_table: Any, tmp_path: Path
+) -> None:
+    """LATEST has no sequence number to resume at: a shard opened at LATEST with no record
+    yet has no checkpoint. The checkpoint file remembers the second it was opened, so a
+    later run delivers what came since, and not what was there before."""
+    table = make_table({"pk": "S"}, stream="KEYS_ONLY")
+    for i in range(3):
+        ddb.put_item(TableName=table, Item={"pk": {"S": f"old{i}"}})
+    arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    made = max(
+        int(r["dynamodb"]["ApproximateCreationDateTime"].timestamp())
+        for r in all_records(ddb_streams, arn)
+    )
+    opened_at = made + 1  # the mapping opens the shard in the second after the old writes
+    path, latest = tmp_path / "checkpoints.json", {"StartingPosition": "LATEST"}
+    first = mapping(
+        ddb_streams, arn, Script(lambda batch: None), props=latest,
+        checkpoints=Checkpoints.load(path, arn), clock=lambda: float(opened_at),
+    )  # fmt: skip
+    run = first.run()
+    assert run.invocations == 0 and first.undelivered() == {}
+
+    while time.time() < opened_at:  # new writes come in a later second than the opening
+        time.sleep(0.05)
+    for i in range(2):
+        ddb.put_item(TableName=table, Item={"pk": {"S": f"new{i}"}})
+    handler = Script(lambda batch: None)
+    second = mapping(
+        ddb_streams, arn, handler, props=latest, checkpoints=Checkpoints.load(path, arn)
+    )
+    (shard,) = ddb_streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    assert second.undelivered() == {shard["ShardId"]: 2}, "what a run leaves is seen"
+    second.run()
+    assert handler.batches == [["new0", "new1"]] and second.undelivered() == {}
+    assert (run.records_read, run.records_before_start) == (0, 3)
+
+
+def all_records(ddb_streams: Any, arn: str) -> list[dict[str, Any]]:
+    """Every record of the stream's one shard now, as boto3 reads it (DynamoDB Local: up to
+    an empty page)."""
+    (shard,) = ddb_streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    iterator = ddb_streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records: list[dict[str, Any]] = ddb_streams.get_records(ShardIterator=iterator)["Records"]
+    return records

@@ -11,36 +11,30 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 from redrivekit import (
     PagedStreams,
     SqsAnswers,
+    give_up_on_everything,
     item_count,
     queue_depth,
+    redrive_cli,
     send_range,
     stream_records,
     visible,
     wrap_clients,
 )
+from shardedstreams import Shard, ShardedStreams
+from sqsserver import sqs_endpoint_fixture  # noqa: F401 - the sqs_endpoint fixture
 
-from stream_scavenger.cli import main
 from stream_scavenger.local import redrive as redrive_module
 from stream_scavenger.local.assembly import load_assembly
 from stream_scavenger.local.check import example_app, synthesize
-from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS, local_client
-from stream_scavenger.local.runner import (
-    LocalEventSourceMapping,
-    SqsDestination,
-    create_table,
-    on_failure_message,
-    table_names_for,
-)
+from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
+from stream_scavenger.local.runner import create_table, on_failure_message
 from stream_scavenger.runtime.scavenger import handler as handler_module
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger, make_client
@@ -49,17 +43,11 @@ pytestmark = pytest.mark.ddb
 
 
 @pytest.fixture(scope="module")
-def sqs_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def assembly() -> Path:
     return synthesize([sys.executable, str(example_app())])
+
+
+KEYS = [{"messageId": {"S": f"m{i}"}, "createdAt": {"N": str(i)}} for i in range(40)]
 
 
 @pytest.fixture
@@ -67,66 +55,17 @@ def given_up(
     assembly: Path, sqs_endpoint: str, ddb_local: Any, ddb: Any, ddb_streams: Any
 ) -> dict[str, Any]:
     """The example app's tables; 40 messages whose deletes all failed and went to the queue."""
-    (stack,) = load_assembly(assembly)
-    (function,) = stack.functions
-    run_id = uuid.uuid4().hex[:10]  # unique per use: tables and queues outlive a test
-    names = table_names_for(stack.tables, prefix=f"redrive{run_id}-")
-    arns = {lid: create_table(ddb, names[lid], t) for lid, t in stack.tables.items()}
-    messages_id = next(lid for lid in names if lid.startswith("Messages"))
-    staging_id = next(lid for lid in names if lid.startswith("Staging"))
-    keys = [{"messageId": {"S": f"m{i}"}, "createdAt": {"N": str(i)}} for i in range(40)]
-    for key in keys:
-        ddb.put_item(TableName=names[staging_id], Item=key)
-        ddb.put_item(TableName=names[messages_id], Item=key)
-    sqs_client = local_client("sqs", sqs_endpoint)
-    queue_url = sqs_client.create_queue(QueueName=f"dlq{run_id}")["QueueUrl"]
 
-    def always_fails(event: Any) -> Any:
-        return {
-            "batchItemFailures": [
-                {"itemIdentifier": event["Records"][0]["dynamodb"]["SequenceNumber"]}
-            ]
-        }
+    def fill(ddb: Any, messages: str, staging: str) -> None:
+        for key in KEYS:
+            ddb.put_item(TableName=staging, Item=key)
+            ddb.put_item(TableName=messages, Item=key)
 
-    run = LocalEventSourceMapping(
-        ddb_streams,
-        arns[messages_id],
-        always_fails,
-        function.mapping.properties,
-        on_failure=SqsDestination(sqs_client, queue_url),
-    ).run()
-    assert run.records_given_up == 40 and len(run.given_up) == 1  # one batch of 100 max
-    return {
-        "assembly": assembly,
-        "function": function,
-        "names": names,
-        "staging": names[staging_id],
-        "stream_arn": arns[messages_id],
-        "keys": keys,
-        "queue_url": queue_url,
-        "sqs": sqs_client,
-        "sqs_endpoint": sqs_endpoint,
-        "table_args": [arg for lid, n in names.items() for arg in ("--table", f"{lid}={n}")],
-        "endpoint": ddb_local.endpoint_url,
-    }
-
-
-def redrive_cli(g: dict[str, Any], *extra: str) -> int:
-    return main(
-        [
-            "redrive",
-            "--queue-url",
-            g["queue_url"],
-            "--cloud-assembly",
-            str(g["assembly"]),
-            *g["table_args"],
-            "--endpoint-url",
-            g["endpoint"],
-            "--sqs-endpoint-url",
-            g["sqs_endpoint"],
-            *extra,
-        ]
+    g = give_up_on_everything(
+        assembly, (ddb, ddb_streams), sqs_endpoint, ddb_local.endpoint_url, fill
     )
+    assert g["run"].records_given_up == 40 and len(g["run"].given_up) == 1  # one batch
+    return {**g, "keys": KEYS}
 
 
 def staging_count(ddb: Any, g: dict[str, Any]) -> int:
@@ -221,7 +160,7 @@ def test_an_empty_page_inside_the_range_is_not_its_end(
     are part of the range too."""
     streams = PagedStreams(ddb_streams, page=7, empty_calls=frozenset({2, 3}))
     wrap_clients(monkeypatch, dynamodbstreams=lambda _: streams)
-    monkeypatch.setattr(redrive_module, "EMPTY_PAGE_WAIT_S", 0.0, raising=False)
+    monkeypatch.setattr(redrive_module, "EMPTY_PAGE_WAIT_S", 0.0)
 
     code = redrive_cli(given_up)
     assert staging_count(ddb, given_up) == 0
@@ -239,12 +178,12 @@ def test_an_open_shard_that_stays_empty_before_the_ranges_end_keeps_the_message(
 ) -> None:
     streams = PagedStreams(ddb_streams, page=7, records_then=(20, "empty"))
     wrap_clients(monkeypatch, dynamodbstreams=lambda _: streams)
-    monkeypatch.setattr(redrive_module, "EMPTY_PAGE_WAIT_S", 0.0, raising=False)
+    monkeypatch.setattr(redrive_module, "EMPTY_PAGE_WAIT_S", 0.0)
 
     code = redrive_cli(given_up)
     assert staging_count(ddb, given_up) == 40, "nothing replayed from an incomplete range"
     assert depth(given_up) == 1
-    assert streams.calls <= 3 + getattr(redrive_module, "EMPTY_PAGES", 0), "reading is bounded"
+    assert streams.calls <= 3 + redrive_module.EMPTY_PAGES, "reading is bounded"
     assert code == 1
     out = capsys.readouterr().out
     assert "(unreadable): the range's end" in out and "was not reached" in out
@@ -279,7 +218,12 @@ def test_a_range_whose_end_record_is_not_in_the_shard_is_kept(
     before, after = (int(r["dynamodb"]["SequenceNumber"]) for r in records[19:21])
     assert after - before > 1, "DynamoDB Local numbers all tables' writes in one sequence"
     body = on_failure_message(
-        records[:20], shard_id, given_up["stream_arn"], "RetryAttemptsExhausted", 11, "fn"
+        records[:20],
+        shard_id,
+        given_up["stream_arn"],
+        "RetryAttemptsExhausted",
+        11,
+        given_up["function_arn"],
     )
     info = body["DDBStreamBatchInfo"]
     info["endSequenceNumber"] = str(before + 1).zfill(len(info["endSequenceNumber"]))
@@ -370,7 +314,7 @@ def split_in_two(g: dict[str, Any], ddb_streams: Any) -> list[list[dict[str, Any
     shard_id, records = stream_records(ddb_streams, g["stream_arn"])
     halves = [records[:20], records[20:]]
     for half in halves:
-        send_range(g["sqs"], g["queue_url"], shard_id, g["stream_arn"], half)
+        send_range(g["sqs"], g["queue_url"], shard_id, g["stream_arn"], half, g["function_arn"])
     return halves
 
 
@@ -428,7 +372,14 @@ def test_a_message_for_another_stream_is_kept(
     for key in given_up["keys"][:5]:
         ddb.put_item(TableName=other, Item=key)
     shard_id, records = stream_records(ddb_streams, other_arn)
-    message_id = send_range(given_up["sqs"], given_up["queue_url"], shard_id, other_arn, records)
+    message_id = send_range(
+        given_up["sqs"],
+        given_up["queue_url"],
+        shard_id,
+        other_arn,
+        records,
+        given_up["function_arn"],
+    )
 
     code = redrive_cli(given_up)
     assert staging_count(ddb, given_up) == 40, "no record of the other stream was replayed"
@@ -529,3 +480,134 @@ def test_stopping_at_max_messages_is_not_success(
     assert len(report.results) == 1 and not report.ok
     assert report.stopped == "after 1 messages; the queue may hold more"
     assert depth(given_up) >= 1
+
+
+# ---- whose message: with a cloud assembly, the function's name must say it is this one -------
+
+
+def from_function(g: dict[str, Any], function_arn: str) -> str:
+    """Replace the one message by the same range, given up on by ``function_arn``."""
+    body = take_the_message(g)
+    body["requestContext"]["functionArn"] = function_arn
+    return send(g, body)
+
+
+OTHER_FUNCTION = (
+    "arn:aws:lambda:us-east-1:123456789012:function:"
+    "StreamScavengerExample-OtherScavengerFunction9D3A2B1C-XyZ987"
+)
+
+
+def test_a_message_of_another_function_on_the_same_stream_is_kept(
+    given_up: dict[str, Any], ddb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two functions read the stream and share the queue: the other one's range would be
+    replayed through this one's targets. Its name does not hold this function's logical ID."""
+    message_id = from_function(given_up, OTHER_FUNCTION)
+
+    code = redrive_cli(given_up)
+    assert staging_count(ddb, given_up) == 40
+    assert depth(given_up) == 1
+    assert code == 1
+    out = capsys.readouterr().out
+    assert f"kept {message_id} (filters unknown): the message is from function" in out
+    assert given_up["function"].logical_id in out and "--function-arn" in out
+
+
+def test_a_message_naming_no_function_is_kept(
+    given_up: dict[str, Any], ddb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = take_the_message(given_up)
+    del body["requestContext"]["functionArn"]
+    message_id = send(given_up, body)
+
+    assert redrive_cli(given_up) == 1
+    assert staging_count(ddb, given_up) == 40 and depth(given_up) == 1
+    assert f"kept {message_id} (filters unknown): the message names no function" in (
+        capsys.readouterr().out
+    )
+
+
+def test_with_function_arn_only_that_functions_messages_are_redriven(
+    given_up: dict[str, Any], ddb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name CloudFormation did not make (chosen, or shortened): --function-arn names it, and
+    then a message whose name does hold the logical ID is not enough."""
+    chosen = "arn:aws:lambda:us-east-1:123456789012:function:my-scavenger"
+    from_function(given_up, chosen)
+    assert redrive_cli(given_up, "--function-arn", OTHER_FUNCTION) == 1
+    assert staging_count(ddb, given_up) == 40 and depth(given_up) == 1
+    assert "(filters unknown): the message is from function" in capsys.readouterr().out
+
+    assert redrive_cli(given_up, "--function-arn", f"{chosen}:live") == 0
+    assert staging_count(ddb, given_up) == 0 and depth(given_up) == 0
+
+
+def test_function_arn_goes_with_a_cloud_assembly(
+    given_up: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = redrive_cli(
+        given_up, "--function-arn", OTHER_FUNCTION, config=["--function-name", "scavenger"]
+    )
+    assert code == 2
+    assert "--function-arn works with --cloud-assembly" in capsys.readouterr().err
+    assert depth(given_up) == 1
+
+
+# ---- the range is read by the local mapping's rule: closed shards to their end ---------------
+
+
+def presented(
+    ddb: Any, ddb_streams: Any, make_table: Any, *, closed: bool, gap: int
+) -> tuple[ShardedStreams, Shard, redrive_module.BatchRange]:
+    """One shard of 10 records (k00..k09), ``gap`` empty pages served before k05, and the
+    range of all 10 as an on-failure message names it."""
+    table = make_table({"pk": "S"}, stream="KEYS_ONLY")
+    for i in range(10):
+        ddb.put_item(TableName=table, Item={"pk": {"S": f"k{i:02d}"}})
+    arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    shard = Shard("shard-x", arn, closed=closed, gaps={5: gap})
+    streams = ShardedStreams(ddb_streams, "arn:presented", [shard], records_per_page=5)
+    numbers = streams.sequence_numbers(shard)
+    batch = redrive_module.BatchRange("arn:presented", "shard-x", numbers[0], numbers[-1], 10)
+    return streams, shard, batch
+
+
+def keys_of(records: list[dict[str, Any]]) -> list[str]:
+    return [r["dynamodb"]["Keys"]["pk"]["S"] for r in records]
+
+
+def test_a_closed_shard_is_read_past_any_run_of_empty_pages(
+    ddb: Any, ddb_streams: Any, make_table: Any
+) -> None:
+    streams, _, batch = presented(ddb, ddb_streams, make_table, closed=True, gap=25)
+    records = redrive_module.read_range(streams, batch, sleep=lambda s: None)
+    assert keys_of(records) == [f"k{i:02d}" for i in range(10)]
+    assert streams.empty_pages_served == 25
+
+
+def test_an_open_shard_that_closes_while_read_is_read_to_the_ranges_end(
+    ddb: Any, ddb_streams: Any, make_table: Any
+) -> None:
+    """After 20 empty pages the shard is described again: closed by then, it is read on."""
+    streams, shard, batch = presented(ddb, ddb_streams, make_table, closed=False, gap=25)
+
+    def close_on_the_second_look(call: int) -> None:
+        shard.closed = shard.closed or call == 2
+
+    streams.on_describe = close_on_the_second_look
+    records = redrive_module.read_range(streams, batch, sleep=lambda s: None)
+    assert keys_of(records) == [f"k{i:02d}" for i in range(10)]
+
+
+def test_an_open_shard_is_given_up_on_after_20_empty_pages_and_says_it_is_open(
+    ddb: Any, ddb_streams: Any, make_table: Any
+) -> None:
+    streams, _, batch = presented(ddb, ddb_streams, make_table, closed=False, gap=25)
+    slept: list[float] = []
+    with pytest.raises(redrive_module.Kept) as kept:
+        redrive_module.read_range(streams, batch, sleep=slept.append)
+    assert kept.value.outcome is redrive_module.Outcome.UNREADABLE
+    assert "20 empty pages in a row" in kept.value.reason
+    assert "still open (DescribeStream lists no EndingSequenceNumber" in kept.value.reason
+    assert slept == [redrive_module.EMPTY_PAGE_WAIT_S] * 19

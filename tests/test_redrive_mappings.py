@@ -19,33 +19,24 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_dynamodb as dynamodb
-from moto.server import ThreadedMotoServer
-from redrivekit import item_count, queue_depth, send_range, stream_records, wrap_clients
+from redrivekit import (
+    give_up_on_everything,
+    item_count,
+    queue_depth,
+    redrive_cli,
+    send_range,
+    stream_records,
+    wrap_clients,
+)
+from sqsserver import sqs_endpoint_fixture  # noqa: F401 - the sqs_endpoint fixture
 
 from stream_scavenger import StreamScavenger
-from stream_scavenger.cli import main
-from stream_scavenger.local.assembly import load_assembly
-from stream_scavenger.local.dynamodb_local import local_client
-from stream_scavenger.local.runner import (
-    LocalEventSourceMapping,
-    SqsDestination,
-    create_table,
-    table_names_for,
-)
+from stream_scavenger.local.redrive import BatchRange, Kept, Outcome, _selected
+from stream_scavenger.local.runner import MappingFilters
 
 pytestmark = pytest.mark.ddb
 PAID = {"dynamodb": {"NewImage": {"status": {"S": ["PAID"]}}}}
-FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:paid-scavenger"
 KEY = "arn:aws:kms:us-east-1:123456789012:key/k"
-
-
-@pytest.fixture(scope="module")
-def sqs_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def build(out: Path, **options: Any) -> Path:
@@ -70,67 +61,26 @@ def assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build(tmp_path_factory.mktemp("paid") / "cdk.out")
 
 
-@pytest.fixture
-def given_up(
-    assembly: Path, sqs_endpoint: str, ddb_local: Any, ddb: Any, ddb_streams: Any
-) -> dict[str, Any]:
-    """40 messages, even ones PAID and odd ones DRAFT, all with staging copies; the mapping
-    gave up on the 20 PAID records (m0..m38), so its message's range holds m1..m37 too."""
-    (stack,) = load_assembly(assembly)
-    (function,) = stack.functions
-    run_id = uuid.uuid4().hex[:10]
-    names = table_names_for(stack.tables, prefix=f"paid{run_id}-")
-    arns = {lid: create_table(ddb, names[lid], t) for lid, t in stack.tables.items()}
-    messages = next(lid for lid in names if lid.startswith("Messages"))
-    staging = names[next(lid for lid in names if lid.startswith("Staging"))]
+def fill(ddb: Any, messages: str, staging: str) -> None:
+    """40 messages, even ones PAID and odd ones DRAFT, all with staging copies."""
     for i in range(40):
         key = {"messageId": {"S": f"m{i}"}, "createdAt": {"N": str(i)}}
         ddb.put_item(TableName=staging, Item=key)
         status = "PAID" if i % 2 == 0 else "DRAFT"
-        ddb.put_item(TableName=names[messages], Item={**key, "status": {"S": status}})
-    sqs = local_client("sqs", sqs_endpoint)
-    queue_url = sqs.create_queue(QueueName=f"paid{run_id}")["QueueUrl"]
-
-    def always_fails(event: Any) -> Any:
-        first = event["Records"][0]["dynamodb"]["SequenceNumber"]
-        return {"batchItemFailures": [{"itemIdentifier": first}]}
-
-    run = LocalEventSourceMapping(
-        ddb_streams,
-        arns[messages],
-        always_fails,
-        function.mapping.properties,
-        on_failure=SqsDestination(sqs, queue_url),
-        function_arn=FUNCTION_ARN,
-    ).run()
-    assert run.records_filtered_out == 20 and run.records_given_up == 20
-    return {
-        "assembly": assembly,
-        "function": function,
-        "names": names,
-        "staging": staging,
-        "stream_arn": arns[messages],
-        "queue_url": queue_url,
-        "sqs": sqs,
-        "sqs_endpoint": sqs_endpoint,
-        "endpoint": ddb_local.endpoint_url,
-        "table_args": [arg for lid, n in names.items() for arg in ("--table", f"{lid}={n}")],
-    }
+        ddb.put_item(TableName=messages, Item={**key, "status": {"S": status}})
 
 
-def redrive_cli(g: dict[str, Any], *config: str) -> int:
-    return main(
-        [
-            "redrive",
-            "--queue-url",
-            g["queue_url"],
-            *(config or ("--cloud-assembly", str(g["assembly"]), *g["table_args"])),
-            "--endpoint-url",
-            g["endpoint"],
-            "--sqs-endpoint-url",
-            g["sqs_endpoint"],
-        ]
+@pytest.fixture
+def given_up(
+    assembly: Path, sqs_endpoint: str, ddb_local: Any, ddb: Any, ddb_streams: Any
+) -> dict[str, Any]:
+    """The mapping gave up on the 20 PAID records (m0..m38), so its message's range holds
+    the DRAFT records m1..m37 too."""
+    g = give_up_on_everything(
+        assembly, (ddb, ddb_streams), sqs_endpoint, ddb_local.endpoint_url, fill, prefix="paid"
     )
+    assert g["run"].records_filtered_out == 20 and g["run"].records_given_up == 20
+    return g
 
 
 def staging_keys(ddb: Any, g: dict[str, Any]) -> set[int]:
@@ -155,21 +105,7 @@ def test_redrive_replays_only_what_the_filters_select(
 def test_a_dry_run_counts_the_filtered_out_records(
     given_up: dict[str, Any], ddb: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            "redrive",
-            "--queue-url",
-            given_up["queue_url"],
-            "--cloud-assembly",
-            str(given_up["assembly"]),
-            *given_up["table_args"],
-            "--endpoint-url",
-            given_up["endpoint"],
-            "--sqs-endpoint-url",
-            given_up["sqs_endpoint"],
-            "--dry-run",
-        ]
-    )
+    code = redrive_cli(given_up, "--dry-run")
     assert item_count(ddb, given_up["staging"]) == 40
     assert queue_depth(given_up["sqs"], given_up["queue_url"]) == 1
     assert code == 0
@@ -181,8 +117,10 @@ class StubLambda:
     """Lambda's control plane as AWS answers it: the configuration, mappings in pages (without
     encrypted filter criteria) and each mapping in full."""
 
-    def __init__(self, environment: dict[str, str], pages: list[list[dict[str, Any]]]) -> None:
-        self.environment, self.pages = environment, pages
+    def __init__(
+        self, function_arn: str, environment: dict[str, str], pages: list[list[dict[str, Any]]]
+    ) -> None:
+        self.function_arn, self.environment, self.pages = function_arn, environment, pages
 
     def get_event_source_mapping(self, UUID: str) -> dict[str, Any]:  # noqa: N803
         (mapping,) = [m for page in self.pages for m in page if m["UUID"] == UUID]
@@ -190,7 +128,7 @@ class StubLambda:
 
     def get_function_configuration(self, FunctionName: str) -> dict[str, Any]:  # noqa: N803
         assert FunctionName == "paid-scavenger"
-        return {"FunctionArn": FUNCTION_ARN, "Environment": {"Variables": self.environment}}
+        return {"FunctionArn": self.function_arn, "Environment": {"Variables": self.environment}}
 
     def get_paginator(self, operation: str) -> StubLambda:
         assert operation == "list_event_source_mappings"
@@ -208,7 +146,7 @@ def deployed(g: dict[str, Any], stream_arn: str | None = None, **config: Any) ->
     return {
         "UUID": str(uuid.uuid4()),
         "EventSourceArn": stream_arn or g["stream_arn"],
-        "FunctionArn": FUNCTION_ARN,
+        "FunctionArn": g["function_arn"],
         "FilterCriteria": props["FilterCriteria"],
         "State": "Enabled",
         **config,
@@ -226,7 +164,7 @@ def use_stub(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
     monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:9")  # never real AWS
     env = {**g["function"].resolved_environment(g["names"]), **environment}
-    stub = StubLambda(env, pages)
+    stub = StubLambda(g["function_arn"], env, pages)
     wrap_clients(monkeypatch, **{"lambda": lambda _: stub})
 
 
@@ -243,7 +181,7 @@ def test_with_function_name_the_deployed_mappings_filters_apply(
     mapping["Listed"] = {k: v for k, v in mapping.items() if k != "FilterCriteria"}
     use_stub(monkeypatch, given_up, [[other], [mapping]])
 
-    code = redrive_cli(given_up, "--function-name", "paid-scavenger")
+    code = redrive_cli(given_up, config=["--function-name", "paid-scavenger"])
     assert staging_keys(ddb, given_up) == DRAFTS
     assert queue_depth(given_up["sqs"], given_up["queue_url"]) == 0
     assert code == 0
@@ -286,7 +224,7 @@ def test_filters_that_cannot_be_determined_keep_the_message(
     }[mappings]
     use_stub(monkeypatch, given_up, pages)
 
-    code = redrive_cli(given_up, "--function-name", "paid-scavenger")
+    code = redrive_cli(given_up, config=["--function-name", "paid-scavenger"])
     assert item_count(ddb, given_up["staging"]) == 40
     assert queue_depth(given_up["sqs"], given_up["queue_url"]) == 1
     assert code == 1
@@ -304,14 +242,14 @@ def test_a_message_from_another_function_is_kept(
     """Two functions on one stream sharing a queue: the other one's message is not ours."""
     (message,) = given_up["sqs"].receive_message(QueueUrl=given_up["queue_url"])["Messages"]
     body = json.loads(message["Body"])
-    body["requestContext"]["functionArn"] = FUNCTION_ARN.replace("paid-scavenger", "other")
+    body["requestContext"]["functionArn"] = given_up["function_arn"].replace("Scavenger", "Other")
     given_up["sqs"].delete_message(
         QueueUrl=given_up["queue_url"], ReceiptHandle=message["ReceiptHandle"]
     )
     given_up["sqs"].send_message(QueueUrl=given_up["queue_url"], MessageBody=json.dumps(body))
     use_stub(monkeypatch, given_up, [[deployed(given_up)]])
 
-    code = redrive_cli(given_up, "--function-name", "paid-scavenger")
+    code = redrive_cli(given_up, config=["--function-name", "paid-scavenger"])
     assert item_count(ddb, given_up["staging"]) == 40
     assert queue_depth(given_up["sqs"], given_up["queue_url"]) == 1
     assert code == 1
@@ -330,7 +268,7 @@ def test_a_range_the_filters_would_not_have_delivered_is_kept(
     )
     shard_id, records = stream_records(ddb_streams, given_up["stream_arn"])
     send_range(given_up["sqs"], given_up["queue_url"], shard_id, given_up["stream_arn"],
-               records[1:5], FUNCTION_ARN)  # fmt: skip
+               records[1:5], given_up["function_arn"])  # fmt: skip
     body = json.loads(message["Body"])
     body["DDBStreamBatchInfo"]["batchSize"] = 10  # the range holds 20 PAID records
     given_up["sqs"].send_message(QueueUrl=given_up["queue_url"], MessageBody=json.dumps(body))
@@ -355,8 +293,80 @@ def test_a_dry_run_function_is_refused(
     through it would drop every message with its keys still there. Same app and tables."""
     dry = build(tmp_path / "cdk.out", dry_run=True)
 
-    code = redrive_cli(given_up, "--cloud-assembly", str(dry), *given_up["table_args"])
+    code = redrive_cli(given_up, config=["--cloud-assembly", str(dry)])
     assert item_count(ddb, given_up["staging"]) == 40
     assert queue_depth(given_up["sqs"], given_up["queue_url"]) == 1
     assert code == 2
     assert "dry_run" in capsys.readouterr().err
+
+
+# ---- batchSize: the count of records Lambda gave up on, which the replay must match ----------
+
+
+def paid_or_draft(n: int, status: str) -> dict[str, Any]:
+    record = {"eventName": "INSERT", "dynamodb": {"SequenceNumber": str(n)}}
+    record["dynamodb"]["NewImage"] = {"status": {"S": status}}
+    return record
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 3, 4])
+def test_a_batch_size_other_than_the_selected_count_is_refused(batch_size: int | None) -> None:
+    """Two of the four records pass the filters: only a batchSize of 2 says these filters
+    delivered the batch. Larger, the batch held records these filters leave out (they would
+    not be replayed); smaller, it held fewer than would be replayed."""
+    filters = MappingFilters.of({"FilterCriteria": {"Filters": [{"Pattern": json.dumps(PAID)}]}})
+    records = [paid_or_draft(1, "PAID"), paid_or_draft(2, "DRAFT"), paid_or_draft(3, "DRAFT")]
+    records.append(paid_or_draft(4, "PAID"))
+    with pytest.raises(Kept) as kept:
+        _selected(records, filters, BatchRange("arn", "shard", "1", "4", batch_size))
+    assert kept.value.outcome is Outcome.FILTERS_UNKNOWN
+    assert len(_selected(records, filters, BatchRange("arn", "shard", "1", "4", 2))) == 2
+
+
+def test_a_batch_size_larger_than_what_the_filters_select_keeps_the_message(
+    given_up: dict[str, Any], ddb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """25 records given up on in a range where these filters select 20: five of them were
+    records these filters leave out, and a replay would never delete their copies."""
+    (message,) = given_up["sqs"].receive_message(QueueUrl=given_up["queue_url"])["Messages"]
+    given_up["sqs"].delete_message(
+        QueueUrl=given_up["queue_url"], ReceiptHandle=message["ReceiptHandle"]
+    )
+    body = json.loads(message["Body"])
+    body["DDBStreamBatchInfo"]["batchSize"] = 25
+    given_up["sqs"].send_message(QueueUrl=given_up["queue_url"], MessageBody=json.dumps(body))
+
+    code = redrive_cli(given_up)
+    assert item_count(ddb, given_up["staging"]) == 40
+    assert queue_depth(given_up["sqs"], given_up["queue_url"]) == 1
+    assert code == 1
+    assert "(filters unknown): batchSize 25 is not the 20 record(s)" in capsys.readouterr().out
+
+
+def test_the_local_mappings_message_for_a_partly_failed_batch_is_redriven(
+    assembly: Path, sqs_endpoint: str, ddb_local: Any, ddb: Any, ddb_streams: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The batch of 20 PAID records fails from m8 on: the retries, and the message, hold
+    m8..m38 (batchSize 16, the PAID records of that range), not the whole batch."""
+
+    def fails_from_m8(event: Any) -> Any:
+        for record in event["Records"]:
+            if record["dynamodb"]["Keys"]["messageId"]["S"] == "m8":
+                return {
+                    "batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]
+                }
+        return {"batchItemFailures": []}
+
+    g = give_up_on_everything(
+        assembly, (ddb, ddb_streams), sqs_endpoint, ddb_local.endpoint_url, fill,
+        prefix="partly", handler=fails_from_m8,
+    )  # fmt: skip
+    (message,) = g["run"].given_up
+    assert message["DDBStreamBatchInfo"]["batchSize"] == 16
+
+    code = redrive_cli(g)
+    assert staging_keys(ddb, g) == DRAFTS | {0, 2, 4, 6}, "m0..m6 succeeded before"
+    assert queue_depth(g["sqs"], g["queue_url"]) == 0
+    assert code == 0
+    assert "records: 16, filtered out: 15, redriven: 1, kept: 0" in capsys.readouterr().out

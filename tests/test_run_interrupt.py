@@ -8,20 +8,20 @@ its checkpoint file shows a few finished batches.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import Fault, FaultProxy
 
 from stream_scavenger.local.check import example_app, synthesize
+from testkit.proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.ddb
 SCRIPT = Path(sys.executable).parent / "stream-scavenger"
@@ -78,8 +78,12 @@ def checkpoint_of(directory: Path, arn: str) -> int | None:
     files = list(directory.glob("*.json"))
     if not files:
         return None
-    (shards,) = json.loads(files[0].read_text())[arn].values()
-    return int(shards)
+    ((key, entry),) = json.loads(files[0].read_text()).items()
+    assert key.startswith(f"{arn} "), key  # the stream's, for one function and configuration
+    if not entry["shards"]:
+        return None
+    (sequence_number,) = entry["shards"].values()
+    return int(sequence_number)
 
 
 def test_a_run_stopped_with_ctrl_c_resumes_after_the_last_finished_batch(
@@ -109,7 +113,10 @@ def test_a_run_stopped_with_ctrl_c_resumes_after_the_last_finished_batch(
             return None
         signalled.append(claimed)
         os.killpg(first.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the command and its worker
-        time.sleep(1)
+        # Held until the command has exited on the signal: the request is never answered
+        # while it could still act on the answer.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            first.wait(timeout=120)
         return Fault.error("InternalServerError", 500)
 
     def start(name: str, endpoint_url: str) -> subprocess.Popen[bytes]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,7 +21,17 @@ from .local.dynamodb_local import (
     local_client,
 )
 from .local.invoker import FunctionError, SubprocessInvoker
-from .local.runner import LocalEventSourceMapping, create_table, table_names_for
+from .local.runner import (
+    Checkpoints,
+    Destination,
+    FileDestination,
+    LocalEventSourceMapping,
+    MemoryDestination,
+    SqsDestination,
+    create_table,
+    table_names_for,
+)
+from .runtime.scavenger.config import ScavengerConfig
 
 EXIT_CODES = """exit status:
   0  success (every scavenger deleted exactly the matching items; invoke: the function answered)
@@ -128,24 +140,18 @@ def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
     """Existing tables on an endpoint: drain the source's stream through the function.
 
     Exit 0 only if nothing was given up on, the function never failed, and a fresh read
-    after each shard's checkpoint finds no record left.
+    after each shard's checkpoint finds no record left. The checkpoint belongs to the
+    stream, the function and a hash of its configuration; a dry run keeps none.
     """
-    from .local.runner import (
-        Checkpoints,
-        Destination,
-        FileDestination,
-        MemoryDestination,
-        SqsDestination,
-    )
-
     if not args.endpoint_url:
         raise ValueError("--table works with --endpoint-url (tables that already exist there)")
     stack, function = _pick_function(str(cdk_out), args.function)
     if function.mapping is None or function.mapping.source_table is None:
         raise AssemblyError(f"{function.logical_id} has no event source mapping on a table")
     names = _table_names(stack, args.table)
+    config, digest = _configuration(function, names)
     on_failure: Destination = MemoryDestination()
-    where = "not kept (--on-failure-file or --on-failure-queue-url keeps them)"
+    where = "kept nowhere (--on-failure-file or --on-failure-queue-url keeps them)"
     if args.on_failure_file:
         on_failure = FileDestination(Path(args.on_failure_file))
         where = f"appended to {args.on_failure_file}"
@@ -161,12 +167,25 @@ def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
         stream_arn = ddb.describe_table(TableName=source)["Table"].get("LatestStreamArn")
         if not stream_arn:
             raise ValueError(f"table {source} on {url} has no stream")
-        default = Checkpoints.default_path(stream_arn)
+        scope = f"{function.logical_id}-{digest[:12]}"
+        key = f"{stream_arn} {function.logical_id} {digest}"
+        default = Checkpoints.default_path(stream_arn, scope)
         path = None if args.no_checkpoint else Path(args.checkpoint or default)
-        checkpoints = Checkpoints.load(path, stream_arn)
+        if config.dry_run:
+            path = None
+            print(
+                "dry run: the function is configured with dry_run, so it deletes nothing, "
+                "and no checkpoint is loaded or saved",
+                flush=True,
+            )
+        checkpoints = Checkpoints.load(path, key)
         if path:
             resuming = ", resuming after it" if checkpoints.shards else ""
-            print(f"checkpoint: {path.absolute()}{resuming}", flush=True)
+            print(
+                f"checkpoint: {path.absolute()} (function {function.logical_id}, "
+                f"configuration {digest[:12]}){resuming}",
+                flush=True,
+            )
         with SubprocessInvoker.for_function(function, names, url) as invoker:
             mapping = LocalEventSourceMapping(
                 streams,
@@ -175,6 +194,7 @@ def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
                 function.mapping.properties,
                 on_failure=on_failure,
                 checkpoints=checkpoints,
+                function_arn=_local_function_arn(stack, function),
             )
             try:
                 run = mapping.run()
@@ -188,18 +208,59 @@ def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
                 raise
             metrics = invoker.metrics
         left = mapping.undelivered()
+    keys = metrics.get("KeysDeleted", 0)
+    deleted = (
+        f"would delete: {keys:.0f} (dry run)" if config.dry_run else f"keys deleted: {keys:.0f}"
+    )
     print(
         f"records read: {run.records_read}, filtered out: {run.records_filtered_out}, "
-        f"invocations: {run.invocations}, keys deleted: {metrics.get('KeysDeleted', 0):.0f}, "
+        f"invocations: {run.invocations}, {deleted}, "
         f"BatchWriteItem requests: {metrics.get('BatchWriteRequests', 0):.0f}, "
         f"records given up on: {run.records_given_up}"
     )
+    if run.records_before_start:
+        print(
+            f"records before the starting position (LATEST: made before the mapping first "
+            f"opened their shard), not delivered: {run.records_before_start}"
+        )
     if run.given_up:
         print(f"on-failure messages: {len(run.given_up)}, {where}")
+    for shard_id, held in run.held.items():
+        print(
+            f"checkpoint held: shard {shard_id} stays at {held or 'its start'}: what was given "
+            "up on after it is kept nowhere, so the same command delivers it (and the records "
+            "after it) again"
+        )
     for shard_id, count in left.items():
-        after = checkpoints.shards.get(shard_id, "its start")
-        print(f"left in the stream: shard {shard_id}: {count} record(s) after {after}")
+        if shard_id not in run.held:
+            after = checkpoints.shards.get(shard_id) or "its start"
+            print(f"left in the stream: shard {shard_id}: {count} record(s) after {after}")
     return 0 if not (run.given_up or run.function_errors or left) else 1
+
+
+def _configuration(function: FunctionDef, names: dict[str, str]) -> tuple[ScavengerConfig, str]:
+    """The function's configuration and a hash of what decides its deletes: the function,
+    ``SCAVENGER_CONFIG``, the target tables and the mapping's filters."""
+    environment = function.resolved_environment(names)
+    config = ScavengerConfig.from_env(environment)
+    filters = function.mapping.properties.get("FilterCriteria") if function.mapping else None
+    decisive = {
+        "function": function.logical_id,
+        "SCAVENGER_CONFIG": environment.get("SCAVENGER_CONFIG"),
+        "targets": [target.table for target in config.targets],
+        "FilterCriteria": filters,
+    }
+    text = json.dumps(decisive, sort_keys=True, default=str)
+    return config, hashlib.sha256(text.encode()).hexdigest()
+
+
+def _local_function_arn(stack: StackDef, function: FunctionDef) -> str:
+    """The ARN the local mapping's on-failure messages carry: named as CloudFormation names
+    a function (``<stack>-<logical ID>-<suffix>``), so redrive matches them to it."""
+    stack_name = re.sub(r"[^A-Za-z0-9-]+", "-", stack.name)
+    return (
+        f"arn:aws:lambda:us-east-1:000000000000:function:{stack_name}-{function.logical_id}-local"
+    )
 
 
 def _pick_function(cloud_assembly: str, prefix: str | None) -> tuple[StackDef, FunctionDef]:
@@ -267,15 +328,16 @@ def _function_environment(
     stack, function = _pick_function(args.cloud_assembly, args.function)
     names = _table_names(stack, args.table)
     return function.resolved_environment(names), assembly_mappings(
-        function, names, clients["dynamodb"]
+        function, names, clients["dynamodb"], args.function_arn
     )
 
 
 def _redrive(args: argparse.Namespace) -> int:
     from .local.redrive import redrive
-    from .runtime.scavenger.config import ScavengerConfig
     from .runtime.scavenger.handler import Scavenger, make_client
 
+    if args.function_arn and not args.cloud_assembly:
+        raise ValueError("--function-arn works with --cloud-assembly")
     clients = _clients(args)
     environment, mappings = _function_environment(args, clients)
     config = ScavengerConfig.from_env(environment)
@@ -342,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
         "      --table MessagesABC123=messages --table StagingDEF456=staging \\\n"
         "      --on-failure-queue-url $DLQ --sqs-endpoint-url http://127.0.0.1:5000\n\n"
         "with --table, exit status 1 also when a batch was given up on, the function failed,\n"
-        "or a fresh read after the checkpoints still finds records in the stream\n\n" + EXIT_CODES,
+        "or a fresh read after the checkpoints still finds records in the stream; a dry-run\n"
+        "function reports what it would delete and keeps no checkpoint\n\n" + EXIT_CODES,
         formatter_class=raw,
     )
     source = run.add_mutually_exclusive_group(required=True)
@@ -363,8 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         metavar="FILE",
         help="with --table: the checkpoint, loaded at the start and saved after each batch, so "
-        "a run stopped with Ctrl-C resumes after the last finished batch (default: a file "
-        "named after the stream, in .stream-scavenger/ of the current directory)",
+        "a run stopped with Ctrl-C resumes after the last finished batch; kept per stream, "
+        "function and configuration (default: a file named after them, in .stream-scavenger/ "
+        "of the current directory; none in a dry run)",
     )
     checkpoint.add_argument(
         "--no-checkpoint",
@@ -376,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-failure-file",
         metavar="PATH",
         help="with --table: append Lambda's on-failure message for each batch given up on, "
-        "as JSON lines",
+        "as JSON lines (without this or --on-failure-queue-url, the checkpoint stays before "
+        "what was given up on, so the next run delivers it again)",
     )
     on_failure.add_argument(
         "--on-failure-queue-url",
@@ -439,6 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--function-name", help="the deployed scavenger function")
     config.add_argument("--cloud-assembly", help="a synthesized cdk.out holding the scavenger")
     redrive.add_argument("--function", help="logical ID (prefix), with --cloud-assembly")
+    redrive.add_argument(
+        "--function-arn",
+        metavar="ARN",
+        help="with --cloud-assembly: the deployed function's ARN; only its messages are "
+        "redriven (default: a message's function name must hold the function's logical ID, "
+        "as CloudFormation names functions: <stack>-<logical ID>-<suffix>)",
+    )
     redrive.add_argument(
         "--table", action="append", default=[], metavar="LOGICAL_ID=NAME",
         help="a table's real name, with --cloud-assembly (default: its logical ID)",

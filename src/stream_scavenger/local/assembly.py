@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCAVENGER_HANDLER = "scavenger.handler.handler"
+from ..runtime.scavenger.config import HANDLER as SCAVENGER_HANDLER
 
 
 class AssemblyError(ValueError):

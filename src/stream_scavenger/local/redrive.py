@@ -7,12 +7,18 @@ replayed through the scavenger's delete logic, and the message is deleted only w
 the whole range was read through its end record and every replayed record succeeded.
 
 Whenever that cannot be made sure of, the message is kept (visible again at the end
-of the run) and the report says why: a message that is not understood, a mapping
-whose filters cannot be determined for the message's stream, a range the stream no
-longer holds whole (trimmed, a shard closed before its end, an open shard that stays
-empty), a range the filters would not have delivered, a replay that raised or
+of the run) and the report says why: a message that is not understood, a message of
+another function (or one that cannot be matched to this function), a mapping whose
+filters cannot be determined for the message's stream, a range the stream no longer
+holds whole (trimmed, a shard closed before its end, an open shard that stays empty), a
+range the filters would not have delivered (its first or last record filtered out, or
+a ``batchSize`` other than the count the filters select in it), a replay that raised or
 reported failures, a replay that outlasted the message's visibility timeout, or a
 failed delete. One message never stops the others.
+
+The range is read with the local mapping's :class:`~.runner.ShardReader` (one rule for
+both): a closed shard until it has no next iterator, an open one until
+:data:`EMPTY_PAGES` empty pages in a row, :data:`EMPTY_PAGE_WAIT_S` apart.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from enum import Enum
 from typing import Any
 
 from .assembly import AssemblyError, FunctionDef
-from .runner import MappingFilters, lambda_record
+from .runner import MappingFilters, ShardReader
 
 Replay = Callable[[Mapping[str, Any]], Any]
 
@@ -101,8 +107,10 @@ class BatchRange:
         start, end = info["startSequenceNumber"], info["endSequenceNumber"]
         if int(start) > int(end):
             raise _not_understood(f"startSequenceNumber {start} is after endSequenceNumber {end}")
-        size = info.get("batchSize")
-        if size is not None and (type(size) is not int or size < 1):
+        if "batchSize" not in info:
+            raise _not_understood("batchSize is missing")
+        size = info["batchSize"]
+        if type(size) is not int or size < 1:
             raise _not_understood(f"batchSize is not a positive integer: {_show(size)}")
         context = message.get("requestContext")
         function_arn = context.get("functionArn") if isinstance(context, dict) else None
@@ -124,19 +132,51 @@ class Mappings:
     """A function's event source mappings: where each message's filter criteria come from.
 
     Each mapping has its ``EventSourceArn`` and ``FilterCriteria`` (the template's or
-    ``ListEventSourceMappings``' shape).
+    ``ListEventSourceMappings``' shape). A message is redriven only when it can be matched
+    to the function (its ``requestContext.functionArn``): two functions reading the same
+    stream may share a queue, and replaying the other one's range through this one's
+    targets deletes what that one's filters kept.
     """
 
     mappings: tuple[Mapping[str, Any], ...]
-    #: The function's ARN, when known: a message another function gave up on is not redriven.
+    #: The function's ARN, when known (deployed, or given): a message must name it (any
+    #: version or alias of it).
     function_arn: str | None = None
+    #: Otherwise, with a cloud assembly, the function's logical ID: CloudFormation names a
+    #: function ``<stack>-<logical ID>-<suffix>``, so the message's function name must hold
+    #: ``-<logical ID>-``.
+    logical_id: str | None = None
+
+    def check_function(self, batch: BatchRange) -> None:
+        """Raises :class:`Kept` (filters unknown) unless the message is this function's."""
+        theirs = batch.function_arn
+        if not theirs:
+            raise _filters_unknown(
+                "the message names no function (requestContext.functionArn): whether it is "
+                "this function's cannot be checked"
+            )
+        if self.function_arn:
+            if _unqualified(theirs) != _unqualified(self.function_arn):
+                raise _filters_unknown(
+                    f"the message is from function {theirs}, not {self.function_arn}"
+                )
+            return
+        if self.logical_id:
+            if f"-{self.logical_id}-" not in _function_name(theirs):
+                raise _filters_unknown(
+                    f"the message is from function {theirs}, whose name does not hold "
+                    f"{self.logical_id} as CloudFormation names it "
+                    f"(<stack>-{self.logical_id}-<suffix>): if it is this function anyway "
+                    "(a shortened or chosen name), name it with --function-arn"
+                )
+            return
+        raise _filters_unknown("the function the messages belong to is unknown")
 
     def filters_for(self, batch: BatchRange) -> MappingFilters:
         """The filters of the one mapping that reads the message's stream; raises
-        :class:`Kept` when that mapping is not exactly one, or its criteria cannot be read."""
-        theirs, ours = batch.function_arn, self.function_arn
-        if theirs and ours and _unqualified(theirs) != _unqualified(ours):
-            raise _filters_unknown(f"the message is from function {theirs}, not {ours}")
+        :class:`Kept` when the message is another function's, when that mapping is not
+        exactly one, or when its criteria cannot be read."""
+        self.check_function(batch)
         found = [m for m in self.mappings if m.get("EventSourceArn") == batch.stream_arn]
         if not found:
             reads = sorted({str(m.get("EventSourceArn")) for m in self.mappings}) or ["nothing"]
@@ -185,8 +225,17 @@ def deployed_mappings(lambda_client: Any, function_name: str) -> tuple[dict[str,
     return environment, Mappings(mappings, configuration.get("FunctionArn"))
 
 
-def assembly_mappings(function: FunctionDef, table_names: Mapping[str, str], ddb: Any) -> Mappings:
-    """A synthesized function's mapping, reading the stream its source table has now."""
+def assembly_mappings(
+    function: FunctionDef,
+    table_names: Mapping[str, str],
+    ddb: Any,
+    function_arn: str | None = None,
+) -> Mappings:
+    """A synthesized function's mapping, reading the stream its source table has now.
+
+    Messages are matched to the function by ``function_arn`` if given, else by its logical
+    ID in their function's name (see :class:`Mappings`).
+    """
     mapping = function.mapping
     if mapping is None:
         raise AssemblyError(f"{function.logical_id} has no event source mapping")
@@ -203,7 +252,11 @@ def assembly_mappings(function: FunctionDef, table_names: Mapping[str, str], ddb
             raise AssemblyError(f"cannot read table {table}: {err}") from None
         if not stream_arn:
             raise AssemblyError(f"table {table} has no stream")
-    return Mappings(({**mapping.properties, "EventSourceArn": stream_arn},))
+    return Mappings(
+        ({**mapping.properties, "EventSourceArn": stream_arn},),
+        function_arn=function_arn,
+        logical_id=function.logical_id,
+    )
 
 
 def read_range(
@@ -214,51 +267,56 @@ def read_range(
 ) -> list[dict[str, Any]]:
     """Every record of the range through its end record, Lambda-shaped.
 
-    Raises :class:`Kept` (unreadable) when the stream does not hold the range whole: its
-    first record is gone, its end record is missing, the shard closed before it, or an open
-    shard answered :data:`EMPTY_PAGES` empty pages in a row before it.
+    Read by the :class:`~.runner.ShardReader` rule. Raises :class:`Kept` (unreadable) when
+    the stream does not hold the range whole: its first record is gone, its end record is
+    missing, the shard ended (no next iterator) before it, or the shard, open as
+    ``DescribeStream`` lists it, answered :data:`EMPTY_PAGES` empty pages in a row before it.
     """
     start, end = int(batch.start), int(batch.end)
+    reader = ShardReader(
+        streams,
+        batch.stream_arn,
+        empty_pages=EMPTY_PAGES,
+        poll_interval_s=EMPTY_PAGE_WAIT_S,
+        sleep=sleep,
+        region=region,
+    )
+    position = {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": batch.start}
     records: list[dict[str, Any]] = []
     last = "its start"
     empty = 0
-    iterator = _read(
-        streams.get_shard_iterator,
-        StreamArn=batch.stream_arn,
-        ShardId=batch.shard_id,
-        ShardIteratorType="AT_SEQUENCE_NUMBER",
-        SequenceNumber=batch.start,
-    ).get("ShardIterator")
-    while iterator:
-        page = _read(streams.get_records, ShardIterator=iterator, Limit=1000)
-        for record in page.get("Records") or []:
-            spelt = str(record["dynamodb"]["SequenceNumber"])
-            number = int(spelt)
-            if not records and number != start:
+    try:
+        for page, drained in reader.pages(batch.shard_id, position):
+            for record in page:
+                spelt = str(record["dynamodb"]["SequenceNumber"])
+                number = int(spelt)
+                if not records and number != start:
+                    raise _unreadable(
+                        f"no longer in the stream: its first record {batch.start} is not in "
+                        f"the shard (past the 24-hour retention?), which now goes on at {spelt}"
+                    )
+                if number > end:
+                    raise _unreadable(
+                        f"its end record {batch.end} is not in the shard: it goes from {last} "
+                        f"to {spelt}"
+                    )
+                records.append(record)
+                last = spelt
+                if number == end:
+                    return records
+            empty = 0 if page else empty + 1
+            if drained:
                 raise _unreadable(
-                    f"no longer in the stream: its first record {batch.start} is not in the "
-                    f"shard (past the 24-hour retention?), which now goes on at {spelt}"
+                    f"the range's end {batch.end} was not reached: {empty} empty pages in a "
+                    f"row after {last}, and the shard is still open (DescribeStream lists no "
+                    "EndingSequenceNumber for it)"
                 )
-            if number > end:
-                raise _unreadable(
-                    f"its end record {batch.end} is not in the shard: it goes from {last} "
-                    f"to {spelt}"
-                )
-            records.append(lambda_record(record, batch.stream_arn, region))
-            last = spelt
-            if number == end:
-                return records
-        empty = 0 if page.get("Records") else empty + 1
-        if empty >= EMPTY_PAGES:
-            raise _unreadable(
-                f"the range's end {batch.end} was not reached: {empty} empty pages in a row "
-                f"after {last}, and the shard is still open"
-            )
-        if empty:
-            sleep(EMPTY_PAGE_WAIT_S)
-        iterator = page.get("NextShardIterator")
+    except Kept:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever the stream answers, the message is kept
+        raise _unreadable_because(err) from None
     raise _unreadable(
-        f"the shard is closed before the range's end {batch.end} (last record read: {last})"
+        f"the shard is closed before the range's end {batch.end} (no next iterator after {last})"
     )
 
 
@@ -468,11 +526,16 @@ def _selected(
                 "with these could delete what those kept"
             )
     selected = [r for r in records if filters.selects(r)]
+    # Lambda gives up on (and counts in batchSize) the records it delivered: the filtered-in
+    # ones of the range. Any other count says the filters were others when it did: replaying
+    # with these would leave records unreplayed (fewer) or replay ones they kept (more).
     size = batch.batch_size
-    if size is not None and not len(selected) <= size <= len(records):
+    if size != len(selected):
+        count = "no batchSize" if size is None else f"batchSize {size}"
         raise _filters_unknown(
-            f"batchSize {size} does not fit the range: {len(records)} records, "
-            f"{len(selected)} of them selected by the mapping's filters (changed since?)"
+            f"{count} is not the {len(selected)} record(s) the mapping's filters select in "
+            f"the range ({len(records)} records): the filters that delivered it were others "
+            "(changed since?)"
         )
     return selected
 
@@ -494,22 +557,23 @@ def _replay(replay: Replay, records: list[dict[str, Any]]) -> None:
     raise Kept(Outcome.FAILED_AGAIN, reason)
 
 
-def _read(operation: Callable[..., Any], **params: Any) -> dict[str, Any]:
-    """A streams call; any error keeps the message (the range cannot be read now)."""
-    try:
-        return dict(operation(**params))
-    except Exception as err:  # noqa: BLE001 - whatever the stream answers, the message is kept
-        error = getattr(err, "response", None)
-        code = error.get("Error", {}).get("Code") if isinstance(error, dict) else None
-        if code == "TrimmedDataAccessException":
-            raise _unreadable(
-                f"no longer in the stream (past its 24-hour retention): {err}"
-            ) from None
-        raise _unreadable(f"cannot read the range: {code or type(err).__name__}: {err}") from None
+def _unreadable_because(err: Exception) -> Kept:
+    """A streams call failed: the range cannot be read now, so the message is kept."""
+    error = getattr(err, "response", None)
+    code = error.get("Error", {}).get("Code") if isinstance(error, dict) else None
+    if code == "TrimmedDataAccessException":
+        return _unreadable(f"no longer in the stream (past its 24-hour retention): {err}")
+    return _unreadable(f"cannot read the range: {code or type(err).__name__}: {err}")
 
 
 def _unqualified(function_arn: str) -> str:
     return ":".join(function_arn.split(":")[:7])  # without a version or alias
+
+
+def _function_name(function_arn: str) -> str:
+    """The name in ``arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]``."""
+    parts = function_arn.split(":")
+    return parts[6] if len(parts) > 6 else ""
 
 
 def _show(value: Any) -> str:

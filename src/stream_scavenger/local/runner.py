@@ -5,24 +5,36 @@ template properties:
 
 - batches of ``BatchSize`` records from one shard, from ``StartingPosition``
   (where a new mapping starts: the child of a shard it was reading is read
-  from the child's first record);
-- ``FilterCriteria``, matched with moto's implementation of EventBridge patterns;
+  from the child's first record). LATEST has no sequence number to resume at:
+  a shard is taken from the second the mapping first opened it (its records
+  made earlier are read past), so a later run of the same checkpoint neither
+  skips what came between runs nor delivers what was there before (records of
+  that very second may be delivered);
+- ``FilterCriteria``, matched with moto's maintained EventBridge-pattern matcher (the
+  nearest public implementation of Lambda's; Lambda's own is not published);
 - ``ReportBatchItemFailures``: after a partial failure, resume at the lowest
   reported sequence number (an unknown or empty identifier fails the batch);
 - a function error retries the whole batch, split in two first when
   ``BisectBatchOnFunctionError`` is on;
 - ``MaximumRetryAttempts`` and ``MaximumRecordAgeInSeconds``: records given up
-  on are reported to the on-failure destination with the message Lambda sends;
+  on are reported to the on-failure destination with the message Lambda sends.
+  The checkpoint moves past them only when the destination keeps the message
+  (a file or a queue); with one that does not (memory, the default) it stays
+  before them for the rest of the run, so the next run delivers them again;
 - ``MaximumBatchingWindowInSeconds``: once the reader has caught up with a
   shard (an empty page), a partial batch waits up to the window for more
   records before it is delivered;
 - a checkpoint per shard, saved after every batch's outcome (and past records
-  filtered out), so an interrupted run resumes after the last finished batch.
+  filtered out), so an interrupted run resumes after the last finished batch;
+  with it, the shards the mapping read while they were open (and when it first
+  opened them at LATEST), whose children are read from their first record
+  whatever ``StartingPosition`` says.
 
 Every page of ``DescribeStream`` is read, and shards are drained one after
 another, a parent before its children (``ParallelizationFactor`` is not
-modelled). An empty ``GetRecords`` page is not the end of a shard: a closed
-shard is read until it has no next iterator, an open one until ``EMPTY_PAGES``
+modelled). Shards are read with :class:`ShardReader`, the reader redrive uses
+too: an empty ``GetRecords`` page is not the end of a shard; a closed shard is
+read until it has no next iterator, an open one until ``EMPTY_PAGES``
 consecutive empty pages, ``POLL_INTERVAL_S`` apart. ``undelivered()`` then
 re-reads every shard after its checkpoint, to prove that nothing was left.
 """
@@ -38,7 +50,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .assembly import TableDef
 
@@ -98,16 +110,23 @@ def lambda_shape(value: Any) -> Any:
 
 
 class Destination(Protocol):
-    """An on-failure destination: receives Lambda's on-failure message."""
+    """An on-failure destination: receives Lambda's on-failure message.
+
+    ``durable``: the message outlives the run (a file, a queue). Only then does the
+    checkpoint move past the records it names; a destination without the attribute
+    counts as not durable.
+    """
 
     def send(self, message: dict[str, Any]) -> None: ...
 
 
 @dataclass
 class MemoryDestination:
-    """Keeps the messages (the default; tests read them)."""
+    """Keeps the messages in memory (the default; tests read them). Not durable: the
+    checkpoint stays before what was given up on, so a later run delivers it again."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
+    durable: ClassVar[bool] = False
 
     def send(self, message: dict[str, Any]) -> None:
         self.messages.append(message)
@@ -118,6 +137,7 @@ class FileDestination:
     """Appends each message as one JSON line to a file."""
 
     path: Path
+    durable: ClassVar[bool] = True
 
     def send(self, message: dict[str, Any]) -> None:
         with self.path.open("a") as out:
@@ -130,6 +150,7 @@ class SqsDestination:
 
     client: Any
     queue_url: str
+    durable: ClassVar[bool] = True
 
     def send(self, message: dict[str, Any]) -> None:
         self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(message))
@@ -140,37 +161,153 @@ class SqsDestination:
 
 @dataclass
 class Checkpoints:
-    """Last finished sequence number per shard, saved to ``path`` (if any) after each batch."""
+    """Last finished sequence number per shard, and the shards read while open, saved to
+    ``path`` (if any) under ``key`` after each change.
+
+    The file holds one entry per key: ``{"shards": {shard ID: sequence number},
+    "opened": {shard ID: second}}``. ``stream-scavenger run --table`` keys it by the stream, the
+    function and a hash of the function's configuration, so another function, or the
+    same one with another configuration or targets, starts its own.
+    """
 
     path: Path | None = None
-    stream_arn: str = ""
+    key: str = ""
     shards: dict[str, str] = field(default_factory=dict)
+    #: Shards this mapping read while they were open: their children hold the records after
+    #: theirs, so a child is read from its first record (even at ``StartingPosition`` LATEST).
+    #: With each, the second (epoch) it was first opened at LATEST, 0 if it was read from its
+    #: start: at LATEST, the mapping's records of that shard are the ones from that second on.
+    opened: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path | None, stream_arn: str) -> Checkpoints:
-        """The checkpoints of ``stream_arn`` saved at ``path``; empty if there are none."""
-        shards: dict[str, str] = {}
+    def load(cls, path: Path | None, key: str) -> Checkpoints:
+        """The checkpoints saved at ``path`` under ``key``; empty if there are none."""
+        entry: Any = {}
         if path is not None and path.exists():
-            shards = dict(json.loads(path.read_text()).get(stream_arn, {}))
-        return cls(path, stream_arn, shards)
+            entry = json.loads(path.read_text()).get(key, {})
+        if not isinstance(entry, dict):
+            entry = {}
+        shards, opened = entry.get("shards"), entry.get("opened")
+        return cls(
+            path,
+            key,
+            dict(shards) if isinstance(shards, dict) else {},
+            {str(k): int(v) for k, v in opened.items()} if isinstance(opened, dict) else {},
+        )
 
     @staticmethod
-    def default_path(stream_arn: str) -> Path:
+    def default_path(stream_arn: str, scope: str = "") -> Path:
         """Where ``stream-scavenger run --table`` keeps a stream's checkpoints: a file named
-        after its table and stream label, in ``.stream-scavenger/`` of the current directory."""
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", stream_arn.partition(":table/")[2] or stream_arn)
+        after its table and stream label (and ``scope``, e.g. the function and its
+        configuration), in ``.stream-scavenger/`` of the current directory."""
+        name = stream_arn.partition(":table/")[2] or stream_arn
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{name}-{scope}" if scope else name)
         return Path(".stream-scavenger") / f"checkpoint-{name}.json"
 
     def done(self, shard_id: str, sequence_number: str) -> None:
         """Everything up to ``sequence_number`` in the shard is finished."""
         self.shards[shard_id] = sequence_number
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            saved = json.loads(self.path.read_text()) if self.path.exists() else {}
-            saved[self.stream_arn] = self.shards
-            temporary = self.path.with_name(self.path.name + ".tmp")  # never the file itself
-            temporary.write_text(json.dumps(saved, indent=1, sort_keys=True))
-            temporary.replace(self.path)
+        self._save()
+
+    def open(self, shard_id: str, at_latest: int = 0) -> None:
+        """The mapping reads the shard while it is open (first at LATEST in second
+        ``at_latest``, or 0: from its start)."""
+        if shard_id not in self.opened:
+            self.opened[shard_id] = at_latest
+            self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
+        saved[self.key] = {"shards": self.shards, "opened": self.opened}
+        temporary = self.path.with_name(self.path.name + ".tmp")  # never the file itself
+        temporary.write_text(json.dumps(saved, indent=1, sort_keys=True))
+        temporary.replace(self.path)
+
+
+# ---- reading a shard ------------------------------------------------------------------------
+
+#: A ``GetRecords`` page (Lambda-shaped records, maybe none) and whether the shard is drained.
+Page = tuple[list[dict[str, Any]], bool]
+
+
+class ShardReader:
+    """Reads a stream's shards by one rule: the local mapping's and redrive's.
+
+    An empty ``GetRecords`` page is not the end of a shard (DynamoDB Streams may answer
+    empty before later records). A closed shard, one ``DescribeStream`` lists with an
+    ``EndingSequenceNumber``, is read until ``GetRecords`` gives no next iterator, past any
+    run of empty pages. An open shard is drained after ``empty_pages`` empty pages in a
+    row, ``poll_interval_s`` apart; before saying so the shard is described again, and if it
+    closed meanwhile it is read to its end like any closed shard.
+    """
+
+    def __init__(
+        self,
+        streams_client: Any,
+        stream_arn: str,
+        *,
+        empty_pages: int,
+        poll_interval_s: float,
+        sleep: Callable[[float], None] = time.sleep,
+        region: str = "us-east-1",
+    ) -> None:
+        self._streams = streams_client
+        self.stream_arn = stream_arn
+        self.empty_pages = empty_pages
+        self.poll_interval_s = poll_interval_s
+        self._sleep = sleep
+        self._region = region
+
+    def shards(self) -> list[dict[str, Any]]:
+        """Every shard of the stream, as ``DescribeStream`` lists them (all pages)."""
+        shards: list[dict[str, Any]] = []
+        page: dict[str, Any] = {}
+        while True:
+            description = self._streams.describe_stream(StreamArn=self.stream_arn, **page)
+            shards += description["StreamDescription"]["Shards"]
+            last = description["StreamDescription"].get("LastEvaluatedShardId")
+            if not last:
+                return shards
+            page = {"ExclusiveStartShardId": last}
+
+    def is_open(self, shard_id: str) -> bool:
+        """Whether ``DescribeStream`` lists the shard as open now (a shard it does not list
+        counts as open: it is read with the bound)."""
+        listed = [s for s in self.shards() if s.get("ShardId") == shard_id]
+        return not listed or _is_open(listed[0])
+
+    def pages(
+        self,
+        shard_id: str,
+        position: Mapping[str, str],
+        described: Mapping[str, Any] | None = None,
+    ) -> Iterator[Page]:
+        """The shard's pages from ``position`` (``GetShardIterator``'s ``ShardIteratorType``
+        and ``SequenceNumber``), empty ones included, each with whether the shard is now
+        drained; ends where the shard has no next iterator (closed, read to its end).
+
+        ``described``: the shard as ``DescribeStream`` just listed it (else it is described
+        here). A consumer may read on past a drained page (say, for a batching window).
+        """
+        is_open = _is_open(described) if described is not None else self.is_open(shard_id)
+        iterator = self._streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=shard_id, **position
+        )["ShardIterator"]
+        empty = 0
+        while iterator:
+            if empty:
+                self._sleep(self.poll_interval_s)
+            page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+            records = page.get("Records") or []
+            empty = 0 if records else empty + 1
+            if is_open and empty == self.empty_pages:
+                is_open = self.is_open(shard_id)  # closed meanwhile: read it to its end
+            shaped = [lambda_record(r, self.stream_arn, self._region) for r in records]
+            yield shaped, is_open and empty >= self.empty_pages
+            iterator = page.get("NextShardIterator")
 
 
 # ---- the mapping ----------------------------------------------------------------------------
@@ -182,6 +319,9 @@ class RunStats:
 
     records_read: int = 0
     records_filtered_out: int = 0
+    #: At ``StartingPosition`` LATEST: records of a shard from before the second the mapping
+    #: first opened it (read past, not delivered).
+    records_before_start: int = 0
     invocations: int = 0
     function_errors: int = 0
     partial_failures: int = 0
@@ -189,6 +329,9 @@ class RunStats:
     records_given_up: int = 0
     given_up: list[dict[str, Any]] = field(default_factory=list)
     responses: list[Any] = field(default_factory=list)
+    #: Shards whose checkpoint stays where it was (``""``: none yet) because records given
+    #: up on went to a destination that does not keep them: the next run delivers them.
+    held: dict[str, str] = field(default_factory=dict)
 
 
 class LocalEventSourceMapping:
@@ -211,7 +354,6 @@ class LocalEventSourceMapping:
         poll_interval_s: float = POLL_INTERVAL_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._streams = streams_client
         self._stream_arn = stream_arn
         self._invoke = invoke
         props = mapping_properties
@@ -223,15 +365,19 @@ class LocalEventSourceMapping:
         self._window_s = float(props.get("MaximumBatchingWindowInSeconds", 0))
         self._partial = "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])
         self._filters = MappingFilters.of(props)
-        self._region = region
         self.on_failure: Destination = on_failure or MemoryDestination()
         self.checkpoints = checkpoints or Checkpoints()
         self._clock = clock
         self._on_batch = on_batch
         self._function_arn = function_arn
-        self._empty_pages = empty_pages
-        self._poll_interval_s = poll_interval_s
-        self._sleep = sleep
+        self._reader = ShardReader(
+            streams_client,
+            stream_arn,
+            empty_pages=empty_pages,
+            poll_interval_s=poll_interval_s,
+            sleep=sleep,
+            region=region,
+        )
 
     def run(self) -> RunStats:
         """Process everything now in the stream, shard by shard; return what happened."""
@@ -253,15 +399,7 @@ class LocalEventSourceMapping:
 
     def shards(self) -> list[dict[str, Any]]:
         """Every shard of the stream (all ``DescribeStream`` pages), parents before children."""
-        shards: list[dict[str, Any]] = []
-        page: dict[str, Any] = {}
-        while True:
-            description = self._streams.describe_stream(StreamArn=self._stream_arn, **page)
-            shards += description["StreamDescription"]["Shards"]
-            last = description["StreamDescription"].get("LastEvaluatedShardId")
-            if not last:
-                break
-            page = {"ExclusiveStartShardId": last}
+        shards = self._reader.shards()
         parents = {s["ShardId"]: s.get("ParentShardId") for s in shards}
 
         def generation(shard: Mapping[str, Any]) -> int:
@@ -278,8 +416,9 @@ class LocalEventSourceMapping:
         left: dict[str, int] = {}
         for shard in self.shards():
             count = 0
-            for page, drained in self._pages(shard, self.checkpoints.shards.get(shard["ShardId"])):
-                count += sum(self._filters.selects(record) for record in page)
+            position, not_before = self._position(shard)
+            for page, drained in self._reader.pages(shard["ShardId"], position, shard):
+                count += sum(self._filters.selects(r) and not _before(r, not_before) for r in page)
                 if drained:
                     break
             if count:
@@ -289,12 +428,19 @@ class LocalEventSourceMapping:
     def _drain(self, shard: Mapping[str, Any], stats: RunStats) -> None:
         """Deliver a shard's records after its checkpoint, in batches, until it is drained."""
         shard_id = shard["ShardId"]
+        if _is_open(shard):  # its children come after it: read from their start
+            latest = self._position(shard)[0] == {"ShardIteratorType": "LATEST"}
+            self.checkpoints.open(shard_id, int(self._clock()) if latest else 0)
         last = self.checkpoints.shards.get(shard_id, "")
         batch: list[dict[str, Any]] = []
         deadline: float | None = None  # of the batching window, once the reader caught up
-        for page, drained in self._pages(shard, last or None):
+        position, not_before = self._position(shard)
+        for page, drained in self._reader.pages(shard_id, position, shard):
             for record in page:
                 last = record["dynamodb"]["SequenceNumber"]
+                if _before(record, not_before):
+                    stats.records_before_start += 1
+                    continue
                 stats.records_read += 1
                 if not self._filters.selects(record):
                     stats.records_filtered_out += 1
@@ -308,58 +454,52 @@ class LocalEventSourceMapping:
                 if time.monotonic() >= deadline:
                     self._finish(batch, shard_id, stats, last)
                     batch, deadline = [], None
-            if not batch and last and self.checkpoints.shards.get(shard_id) != last:
-                self.checkpoints.done(shard_id, last)  # records filtered out, none pending
+            if not batch and last:
+                self._advance(shard_id, last, stats)  # records filtered out, none pending
             if drained and not batch:  # (a batch in its window keeps the reader polling)
                 break
         if batch:
             self._finish(batch, shard_id, stats, last)
 
-    def _pages(
-        self, shard: Mapping[str, Any], after: str | None
-    ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
-        """The shard's ``GetRecords`` pages after ``after``, empty ones included, each with
-        whether the shard is now drained.
+    def _position(self, shard: Mapping[str, Any]) -> tuple[dict[str, str], int]:
+        """Where the mapping reads the shard from, and the second before which its records
+        are not the mapping's (0: none).
 
-        An empty page is not the end of a shard: a closed shard ends where it has no next
-        iterator; an open one is drained after ``empty_pages`` consecutive empty pages,
-        ``poll_interval_s`` apart (the reader may poll on, e.g. for a batching window).
+        After the shard's checkpoint if it has one. Else ``StartingPosition``, but: the
+        child of a shard the mapping was reading holds the records after the parent's, so
+        it is read from its first record; and a shard already opened at LATEST is read from
+        its start, its records from before the second it was opened passed over (LATEST
+        has no sequence number to resume at).
         """
-        is_open = _is_open(shard)
-        # StartingPosition is where a new mapping starts; the child of a shard it was
-        # reading holds the records after the parent's, from the child's first one.
-        start = self._starting_position
-        if shard.get("ParentShardId") in self.checkpoints.shards:
-            start = "TRIM_HORIZON"
-        position = (
-            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
-            if after
-            else {"ShardIteratorType": start}
-        )
-        iterator = self._streams.get_shard_iterator(
-            StreamArn=self._stream_arn, ShardId=shard["ShardId"], **position
-        )["ShardIterator"]
-        empty = 0
-        while iterator:
-            page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
-            empty = 0 if page["Records"] else empty + 1
-            records = [self._shape(record) for record in page["Records"]]
-            yield records, is_open and empty >= self._empty_pages
-            if empty:
-                self._sleep(self._poll_interval_s)
-            iterator = page.get("NextShardIterator")
-
-    def _shape(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        return lambda_record(record, self._stream_arn, self._region)
+        shard_id = shard["ShardId"]
+        after = self.checkpoints.shards.get(shard_id)
+        if after:
+            return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}, 0
+        parent = shard.get("ParentShardId")
+        if parent in self.checkpoints.shards or parent in self.checkpoints.opened:
+            return {"ShardIteratorType": "TRIM_HORIZON"}, 0
+        opened_at = self.checkpoints.opened.get(shard_id, 0)
+        if self._starting_position == "LATEST" and opened_at:
+            return {"ShardIteratorType": "TRIM_HORIZON"}, opened_at
+        return {"ShardIteratorType": self._starting_position}, 0
 
     def _finish(
         self, batch: list[dict[str, Any]], shard_id: str, stats: RunStats, through: str
     ) -> None:
-        """Deliver a batch; then (only then) everything read up to ``through`` is finished."""
+        """Deliver a batch; then (only then) everything read up to ``through`` is finished,
+        unless records given up on went to a destination that does not keep them."""
+        given_up = len(stats.given_up)
         self._deliver(batch, shard_id, stats, attempts=0)
-        self.checkpoints.done(shard_id, through)
+        if len(stats.given_up) > given_up and not getattr(self.on_failure, "durable", False):
+            stats.held.setdefault(shard_id, self.checkpoints.shards.get(shard_id, ""))
+        self._advance(shard_id, through, stats)
         if self._on_batch:
             self._on_batch(len(batch))
+
+    def _advance(self, shard_id: str, through: str, stats: RunStats) -> None:
+        """The shard's checkpoint moves to ``through``, unless it is held for this run."""
+        if shard_id not in stats.held and self.checkpoints.shards.get(shard_id) != through:
+            self.checkpoints.done(shard_id, through)
 
     def _deliver(
         self, batch: list[dict[str, Any]], shard_id: str, stats: RunStats, attempts: int
@@ -469,6 +609,12 @@ def on_failure_message(
     }
 
 
+def _before(record: Mapping[str, Any], not_before: int) -> bool:
+    """Whether the record was made before second ``not_before`` (0: never)."""
+    made = record["dynamodb"].get("ApproximateCreationDateTime", 0)
+    return bool(not_before) and int(made) < not_before
+
+
 def _is_open(shard: Mapping[str, Any]) -> bool:
     """Whether a shard (as ``DescribeStream`` lists it) may still get records."""
     return "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {})
@@ -491,7 +637,9 @@ def _checkpoint(batch: list[dict[str, Any]], response: Any) -> int | None:
 
 @dataclass(frozen=True)
 class MappingFilters:
-    """An event source mapping's ``FilterCriteria``, matched as Lambda matches them.
+    """An event source mapping's ``FilterCriteria``, matched with moto's maintained
+    EventBridge-pattern matcher, the nearest public implementation of Lambda's (Lambda's
+    own is not published, so a pattern using a corner of the syntax may match differently).
 
     The one matcher of the project: the local mapping and redrive both use it, so a
     record the mapping would filter out is never deleted by a replay either.
