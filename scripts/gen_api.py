@@ -192,7 +192,7 @@ def target_section() -> list[str]:
 
 
 def thresholds_section() -> list[str]:
-    module = parse("alarms.py")
+    module = parse("monitoring.py")
     cls = find_class(module, "AlarmThresholds")
     sustained = ast.literal_eval(constants(module)["_SUSTAINED"])
     out = [

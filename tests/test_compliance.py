@@ -177,6 +177,7 @@ def synthesized_templates(tmp_path_factory: pytest.TempPathFactory) -> list[Path
     return sorted(out.glob("*.template.json")) + sorted(example.glob("*.template.json")) + integ
 
 
+@pytest.mark.slow  # cfn-lint over 15 templates, ~25 s
 def test_cfn_lint_finds_no_errors(synthesized_templates: list[Path]) -> None:
     assert len(synthesized_templates) == 6 + 9  # 5 variants, the example, 4 integ apps' 9 stacks
     result = subprocess.run(

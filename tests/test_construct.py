@@ -178,6 +178,40 @@ def test_table_v2_with_a_too_small_stream_is_an_error() -> None:
         build(scope=st, source_table=source, target_table=target, key_mapping={"stagingId": "ref"})
 
 
+def test_table_v2_replicas_added_after_the_scavenger_stream_new_and_old_images() -> None:
+    st = stack()
+    source = dynamodb.TableV2(
+        st, "Messages", partition_key=dynamodb.Attribute(name="messageId", type=S)
+    )
+    target = table(st, "Staging", sk=None)
+    scav = StreamScavenger(st, "Scavenger", source_table=source, target_table=target)
+    assert scav.stream_view_type == dynamodb.StreamViewType.KEYS_ONLY
+    source.add_replica(region="us-west-2")  # a replica needs NEW_AND_OLD_IMAGES
+    (global_table,) = Template.from_stack(st).find_resources("AWS::DynamoDB::GlobalTable").values()
+    assert global_table["Properties"]["StreamSpecification"] == {
+        "StreamViewType": "NEW_AND_OLD_IMAGES"
+    }
+    assert scav.stream_view_type == dynamodb.StreamViewType.NEW_AND_OLD_IMAGES
+
+
+def test_a_stream_made_too_small_after_the_scavenger_fails_synthesis_naming_it() -> None:
+    st = stack()
+    source = table(st, "Messages", sk=None)
+    target = table(st, "Staging", pk="stagingId", sk=None)
+    StreamScavenger(
+        st, "Scavenger", source_table=source, target_table=target, key_mapping={"stagingId": "ref"}
+    )
+    resource = source.node.default_child
+    assert isinstance(resource, dynamodb.CfnTable)
+    resource.stream_specification = dynamodb.CfnTable.StreamSpecificationProperty(
+        stream_view_type="KEYS_ONLY"
+    )
+    with pytest.raises(
+        RuntimeError, match=r"\[Test/Scavenger\] source_table's stream is KEYS_ONLY.*NEW_IMAGE"
+    ):
+        Template.from_stack(st)
+
+
 def test_imported_source_with_stream_arn() -> None:
     st = stack()
     source = dynamodb.Table.from_table_attributes(
@@ -216,7 +250,7 @@ def test_imported_target_with_key_mapping_synthesizes() -> None:
     _, scav, template = build(scope=st, target_table=target, key_mapping={"id": "messageId"})
     env = function_env(template)
     assert env["SCAVENGER_TARGET_TABLE"] == "staging"
-    config = json.loads(env["SCAVENGER_CONFIG"])
+    (config,) = json.loads(env["SCAVENGER_CONFIG"])["targets"]
     assert config["key_mapping"] == {"id": "messageId"} and config["key_types"] == {}
 
 
@@ -247,11 +281,15 @@ def test_config_contract_in_the_environment() -> None:
     env = function_env(template)
     assert env["SCAVENGER_TARGET_TABLE"]["Ref"].startswith("Staging")
     assert json.loads(env["SCAVENGER_CONFIG"]) == {
-        "version": 1,
-        "key_mapping": {"messageId": "messageId", "createdAt": "createdAt"},
-        "key_types": {"messageId": "S", "createdAt": "N"},
-        "sort_key": "createdAt",
-        "event_names": ["INSERT", "REMOVE"],
+        "version": 2,
+        "targets": [
+            {
+                "key_mapping": {"messageId": "messageId", "createdAt": "createdAt"},
+                "key_types": {"messageId": "S", "createdAt": "N"},
+                "sort_key": "createdAt",
+                "event_names": ["INSERT", "REMOVE"],
+            }
+        ],
         "max_concurrency": 8,
         "max_attempts": 8,
         "dry_run": False,
@@ -386,6 +424,73 @@ def test_unresolved_tokens_pass_validation() -> None:
         max_batching_window=cdk.Duration.seconds(cdk.Token.as_number(cdk.Fn.ref("BatchSize"))),
     )
     assert mapping_props(template)["BatchSize"] == {"Ref": "BatchSize"}
+
+
+def test_errors_name_the_construct_among_several() -> None:
+    st = stack()
+    build(scope=st)
+    source, target = table(st, "Orders"), table(st, "OrderCopies")
+    with pytest.raises(ScavengerConfigError) as raised:
+        StreamScavenger(st, "Second", source_table=source, target_table=target, batch_size=0)
+    assert str(raised.value) == "Test/Second: batch_size must be an integer in 1..10000, got 0"
+    assert raised.value.path == "Test/Second"
+    with pytest.raises(ScavengerConfigError, match=r"^Test/Third: key_mapping misses"):
+        StreamScavenger(
+            st, "Third", source_table=source, target_table=target, key_mapping={"messageId": "x"}
+        )
+
+
+def test_max_record_age_from_a_parameter_reaches_the_mapping() -> None:
+    st = stack()
+    age = cdk.CfnParameter(st, "MaxRecordAge", type="Number").value_as_number
+    timeout = cdk.CfnParameter(st, "Timeout", type="Number").value_as_number
+    _, _, template = build(
+        scope=st, max_record_age=cdk.Duration.seconds(age), timeout=cdk.Duration.seconds(timeout)
+    )
+    assert mapping_props(template)["MaximumRecordAgeInSeconds"] == {"Ref": "MaxRecordAge"}
+    template.has_resource_properties("AWS::Lambda::Function", {"Timeout": {"Ref": "Timeout"}})
+
+
+@pytest.mark.parametrize("option", ["max_batching_window", "max_record_age", "timeout"])
+def test_a_duration_token_must_be_in_seconds(option: str) -> None:
+    st = stack()
+    minutes = cdk.CfnParameter(st, "Minutes", type="Number").value_as_number
+    with pytest.raises(
+        ScavengerConfigError,
+        match=rf"^Test/Scavenger: {option} comes from a token, so it must be "
+        r"Duration\.seconds\(<token>\) \(\d+\.\.\d+ seconds\): .* from minutes",
+    ):
+        build(scope=st, **{option: cdk.Duration.minutes(minutes)})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        (
+            "max_batching_window",
+            cdk.Duration.millis(500),
+            "max_batching_window must be whole seconds, 0..300 seconds, got 0.5 seconds",
+        ),
+        (
+            "max_batching_window",
+            cdk.Duration.seconds(1.5),
+            "max_batching_window must be whole seconds, 0..300 seconds, got 1.5 seconds",
+        ),
+        (
+            "max_record_age",
+            cdk.Duration.millis(90_500),
+            "max_record_age must be whole seconds, 60..604800 seconds, got 90.5 seconds",
+        ),
+        (
+            "timeout",
+            cdk.Duration.millis(5_500),
+            "timeout must be whole seconds, 5..900 seconds, got 5.5 seconds",
+        ),
+    ],
+)
+def test_durations_must_be_whole_seconds(option: str, value: Any, message: str) -> None:
+    with pytest.raises(ScavengerConfigError, match="^" + re.escape(f"Test/Scavenger: {message}")):
+        build(**{option: value})
 
 
 # ---- permissions ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk.assertions import Template
-from streamevents import Context, CountingClient, event, put_items, record, scan_keys
 
 from stream_scavenger import ScavengerConfigError, StreamScavenger
 from stream_scavenger.local.check import check_assembly
@@ -21,6 +20,8 @@ from stream_scavenger.runtime.scavenger.config import (
     parse_template,
 )
 from stream_scavenger.runtime.scavenger.handler import Scavenger
+from testkit.events import Context, event, record
+from testkit.tables import CountingClient, put_items, scan_keys
 
 S, N, B = (
     dynamodb.AttributeType.STRING,

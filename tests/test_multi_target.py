@@ -15,7 +15,6 @@ import pytest
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Template
-from streamevents import Context, CountingClient, event, put_items, record, scan_keys
 
 from stream_scavenger import ScavengerConfigError, ScavengerTarget, StreamScavenger
 from stream_scavenger.local.check import check_assembly
@@ -25,6 +24,8 @@ from stream_scavenger.runtime.scavenger.config import (
     TargetConfig,
 )
 from stream_scavenger.runtime.scavenger.handler import Scavenger
+from testkit.events import Context, event, record
+from testkit.tables import CountingClient, put_items, scan_keys
 
 S, N = dynamodb.AttributeType.STRING, dynamodb.AttributeType.NUMBER
 DESIGN_MAPPING = {"pk": "STAGING#{messageId}", "sk": "MSG#{createdAt}"}
@@ -171,12 +172,14 @@ def test_a_dry_run_with_several_targets_writes_nowhere() -> None:
     assert json.loads(function_env(template)["SCAVENGER_CONFIG"])["dry_run"] is True
 
 
-def test_the_single_target_form_keeps_its_version_1_contract() -> None:
+def test_the_single_target_form_writes_the_one_contract_shape() -> None:
     t = Tables()
     scavenger = t.scavenger(target_table=t.staging)
     env = function_env(Template.from_stack(t.stack))
     assert "SCAVENGER_TARGET_TABLE_1" not in env
-    assert json.loads(env["SCAVENGER_CONFIG"])["version"] == 1
+    config = json.loads(env["SCAVENGER_CONFIG"])
+    assert config["version"] == 2 and len(config["targets"]) == 1
+    assert "key_mapping" not in config
     assert scavenger.key_mapping == {"messageId": "messageId", "createdAt": "createdAt"}
     # One target in the plural form synthesizes the same function configuration.
     other = Tables()
@@ -368,7 +371,7 @@ def test_with_one_target_the_per_target_metric_is_the_functions_own() -> None:
 # ---- the contract ------------------------------------------------------------------------
 
 
-def test_version_2_round_trips_and_needs_every_table_variable() -> None:
+def test_the_contract_round_trips_and_needs_every_table_variable() -> None:
     config = ScavengerConfig(
         targets=(
             TargetConfig("a", {"id": "id"}, frozenset({"INSERT"}), {"id": "S"}),
@@ -384,6 +387,15 @@ def test_version_2_round_trips_and_needs_every_table_variable() -> None:
         ScavengerConfig.from_env(env)
     with pytest.raises(ConfigError, match="distinct"):
         ScavengerConfig(targets=(config.targets[0], config.targets[0]))
+
+
+def test_the_flat_single_target_shape_is_not_read() -> None:
+    env = ScavengerConfig.single("a", {"id": "id"}).to_env()
+    shape = json.loads(env["SCAVENGER_CONFIG"])
+    (target,) = shape.pop("targets")
+    old = {**shape, **target, "version": 1}
+    with pytest.raises(ConfigError, match="must be a version 2 object with a targets list"):
+        ScavengerConfig.from_env({**env, "SCAVENGER_CONFIG": json.dumps(old)})
 
 
 # ---- the runtime on DynamoDB Local -------------------------------------------------------

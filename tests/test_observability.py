@@ -15,13 +15,14 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Template
-from faultproxy import Fault, FaultProxy, first
-from streamevents import Context, event, put_items, record, scan_keys
 
 from stream_scavenger import AlarmThresholds, ScavengerConfigError, StreamScavenger
 from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
 from stream_scavenger.runtime.scavenger.config import METRICS, ScavengerConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger, make_client
+from testkit.events import Context, event, record
+from testkit.proxy import Fault, FaultProxy, first
+from testkit.tables import put_items, scan_keys
 
 
 def build(**kw: Any) -> tuple[cdk.Stack, StreamScavenger, Template]:
@@ -165,16 +166,77 @@ def test_metric_methods() -> None:
         ("records_reported", "RecordsReported"),
         ("unmappable_records", "UnmappableRecords"),
         ("retries", "Retries"),
-        ("throttled_requests", "Throttles"),
+        ("batch_write_throttles", "Throttles"),
         ("consumed_write_capacity", "ConsumedWriteCapacity"),
         ("errors", "Errors"),
-        ("throttles", "Throttles"),
+        ("function_throttles", "Throttles"),
         ("invocations", "Invocations"),
         ("destination_delivery_failures", "DestinationDeliveryFailures"),
     ]:
         assert resolved(getattr(scav, f"metric_{method}")())["name"] == name
     with pytest.raises(ScavengerConfigError, match="metric_name must be one of"):
         scav.metric("Nope")
+
+
+def test_throttle_metrics_say_whose_and_the_old_names_are_deprecated() -> None:
+    stack, scav, _ = build()
+    lambdas, dynamodbs = scav.metric_function_throttles(), scav.metric_batch_write_throttles()
+    assert (lambdas.namespace, lambdas.metric_name) == ("AWS/Lambda", "Throttles")
+    assert (dynamodbs.namespace, dynamodbs.metric_name) == ("StreamScavenger", "Throttles")
+    with pytest.warns(
+        DeprecationWarning,
+        match=re.escape("metric_throttles() is deprecated: use metric_function_throttles()"),
+    ):
+        old = scav.metric_throttles(period=cdk.Duration.minutes(1))
+    assert old.namespace == "AWS/Lambda" and old.period.to_seconds() == 60
+    assert stack.resolve(old.dimensions) == stack.resolve(lambdas.dimensions)
+    with pytest.warns(
+        DeprecationWarning,
+        match=re.escape(
+            "metric_throttled_requests() is deprecated: use metric_batch_write_throttles()"
+        ),
+    ):
+        old = scav.metric_throttled_requests()
+    assert (old.namespace, old.metric_name) == ("StreamScavenger", "Throttles")
+
+
+def test_the_old_alarm_and_dashboard_modules_import_with_a_warning() -> None:
+    import importlib
+    import sys
+
+    from stream_scavenger import monitoring
+
+    for name in ("alarms", "dashboard"):
+        sys.modules.pop(f"stream_scavenger.{name}", None)
+        with pytest.warns(DeprecationWarning, match=f"stream_scavenger.{name} is deprecated"):
+            module = importlib.import_module(f"stream_scavenger.{name}")
+        assert all(getattr(module, n) is getattr(monitoring, n) for n in module.__all__)
+    assert sys.modules["stream_scavenger.alarms"].AlarmThresholds is AlarmThresholds
+
+
+def test_alarm_thresholds_take_tokens() -> None:
+    def thresholds(stack: cdk.Stack) -> AlarmThresholds:
+        errors = cdk.CfnParameter(stack, "Errors", type="Number").value_as_number
+        age = cdk.CfnParameter(stack, "AgeMs", type="Number").value_as_number
+        return AlarmThresholds(errors=errors, iterator_age=cdk.Duration.millis(age))
+
+    _, _, template = build(alarm_thresholds=thresholds)
+    alarms = alarms_by_metric(template)
+    assert alarms["Errors"]["Threshold"] == {"Ref": "Errors"}
+    assert alarms["IteratorAge"]["Threshold"] == {"Ref": "AgeMs"}
+
+
+def test_an_iterator_age_token_must_be_in_milliseconds() -> None:
+    def thresholds(stack: cdk.Stack) -> AlarmThresholds:
+        age = cdk.CfnParameter(stack, "Age", type="Number").value_as_number
+        return AlarmThresholds(iterator_age=cdk.Duration.seconds(age))
+
+    with pytest.raises(
+        ScavengerConfigError,
+        match=r"^Obs/Scavenger: alarms\.iterator_age comes from a token, so it must be "
+        r"Duration\.millis\(<token>\)",
+    ):
+        build(alarm_thresholds=thresholds)
 
 
 def dashboard_metrics(template: Template) -> list[list[Any]]:

@@ -14,9 +14,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .alarms import AlarmThresholds
     from .construct import StreamScavenger
     from .events import EventName
+    from .monitoring import AlarmThresholds
     from .targets import ScavengerTarget
     from .validation import ScavengerConfigError
 
@@ -30,7 +30,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _HOMES = {
-    "AlarmThresholds": ".alarms",
+    "AlarmThresholds": ".monitoring",
     "StreamScavenger": ".construct",
     "EventName": ".events",
     "ScavengerConfigError": ".validation",

@@ -1,50 +1,32 @@
-"""The StreamScavenger construct."""
+"""The StreamScavenger construct: its constructor is a table of contents of named steps."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from . import compliance
-from .alarms import PERIOD, AlarmThresholds, create_alarms
-from .dashboard import create_dashboard
-from .events import EventName
-from .filters import images_in_filters, merge_filters
-from .runtime.scavenger.config import (
-    METRICS,
-    METRICS_DIMENSION,
-    METRICS_NAMESPACE,
-    TARGET_DIMENSION,
-    TARGET_METRICS,
-    ScavengerConfig,
-)
-from .streams import bind_stream, required_images
+from .event_source import create_mapping, create_on_failure
+from .events import EventName, stream_order
+from .function import RUNTIME_ASSET_DIR as RUNTIME_ASSET_DIR
+from .function import create_function
+from .monitoring import AlarmThresholds, ScavengerMetrics, create_monitoring
+from .permissions import create_role
+from .runtime.scavenger.config import HANDLER as HANDLER  # re-exported: the one definition
+from .streams import SourceStream, images_read
 from .tables import key_schema_of
-from .targets import (
-    ResolvedTarget,
-    ScavengerTarget,
-    check_filters_reach,
-    resolve_targets,
-    same_table,
-)
-from .validation import ScavengerConfigError, check_duration, check_int
-
-#: The directory shipped as the function's code: the ``scavenger`` package only.
-RUNTIME_ASSET_DIR = Path(__file__).parent / "runtime"
-HANDLER = "scavenger.handler.handler"
+from .targets import ResolvedTarget, ScavengerTarget, filter_patterns, resolve_targets
+from .validation import FunctionOptions, MappingOptions, ScavengerConfigError, naming_errors
 
 DEFAULT_BATCH_SIZE = 100
 #: Enough for bisection to isolate one record of a 1,000-record batch, and then retry it.
@@ -79,8 +61,6 @@ class StreamScavenger(Construct):
     dead_letter_queue: sqs.Queue | None
     #: Where records given up on are reported.
     on_failure: lambda_.IEventSourceDlq
-    #: The source stream's view type; None for an imported table (not inspectable).
-    stream_view_type: dynamodb.StreamViewType | None
     #: The source stream's ARN.
     stream_arn: str
     #: The tables deleted from, each with its complete key mapping and event names.
@@ -166,128 +146,52 @@ class StreamScavenger(Construct):
             write permission at all. Default: False.
         """
         super().__init__(scope, id)
-        check_int("batch_size", batch_size, 1, 10000)
-        if max_batching_window is not None:
-            check_duration("max_batching_window", max_batching_window, 0, 300)
-        check_int("parallelization_factor", parallelization_factor, 1, 10)
-        if starting_position not in (
-            lambda_.StartingPosition.TRIM_HORIZON,
-            lambda_.StartingPosition.LATEST,
-        ):
-            raise ScavengerConfigError(
-                "starting_position must be StartingPosition.TRIM_HORIZON or LATEST for "
-                f"DynamoDB streams, got {starting_position}"
+        with naming_errors(self):
+            # The options, checked.
+            mapping_options = MappingOptions(
+                batch_size=batch_size,
+                max_batching_window=max_batching_window,
+                parallelization_factor=parallelization_factor,
+                starting_position=starting_position,
+                retry_attempts=retry_attempts,
+                max_record_age=max_record_age,
+                bisect_batch_on_error=bisect_batch_on_error,
             )
-        check_int("retry_attempts", retry_attempts, 0, 10000)
-        check_duration("max_record_age", max_record_age, 60, 604800)
-        check_int("memory_size", memory_size, 128, 10240)
-        check_duration("timeout", timeout, 5, 900)
-        level = _application_log_level(log_level)
-        if log_item_keys and level != lambda_.ApplicationLogLevel.DEBUG:
-            raise ScavengerConfigError(
-                "log_item_keys=True logs keys at DEBUG level: set log_level='DEBUG' as well"
+            function_options = FunctionOptions(
+                memory_size=memory_size,
+                timeout=timeout,
+                log_retention=log_retention,
+                log_level=log_level,
+                log_item_keys=log_item_keys,
             )
-
-        source_schema = key_schema_of(source_table)
-        self.targets = resolve_targets(
-            target_table, targets, key_mapping, event_names, source_schema
-        )
-        self.event_names = [e for e in EventName if any(e in t.event_names for t in self.targets)]
-        self.dry_run = dry_run
-        patterns = merge_filters(self.event_names, filters)
-        check_filters_reach(self.targets, patterns)
-        filter_images = images_in_filters(patterns)
-        images = frozenset().union(
-            *(
-                required_images(t.key_mapping, source_schema, t.event_names, filter_images)
-                for t in self.targets
+            self.dry_run = dry_run
+            # The targets, the filters and the stream.
+            schema = key_schema_of(source_table)
+            self.targets = resolve_targets(target_table, targets, key_mapping, event_names, schema)
+            self.event_names = stream_order(e for t in self.targets for e in t.event_names)
+            patterns = filter_patterns(self.targets, self.event_names, filters)
+            images = images_read(self.targets, schema, patterns)
+            self._stream = SourceStream(self, source_table, images)
+            self.stream_arn = self._stream.arn
+            # The function.
+            self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
+            self.role = create_role(
+                self, self.log_group, source_table, self.stream_arn, self.targets, dry_run
             )
-        )
-        self.stream_arn, self.stream_view_type = bind_stream(source_table, images)
-
-        config = ScavengerConfig(
-            targets=tuple(t.config() for t in self.targets),
-            log_items=log_item_keys,
-            dry_run=dry_run,
-        )
-
-        self.log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="stream-scavenger: read one stream, delete from "
-            + ("one table" if len(self.targets) == 1 else f"{len(self.targets)} tables"),
-        )
-        self.log_group.grant_write(self.role)
-        self._grant_stream_read(source_table)
-        if not dry_run:
-            self._grant_deletes([t.table for t in self.targets])
-
-        self.function = lambda_.Function(
-            self,
-            "Function",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
-            handler=HANDLER,
-            code=lambda_.Code.from_asset(
-                str(RUNTIME_ASSET_DIR), exclude=["**/__pycache__", "**/*.pyc"]
-            ),
-            memory_size=memory_size,
-            timeout=timeout,
-            role=self.role,
-            log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-            application_log_level_v2=level,
-            system_log_level_v2=lambda_.SystemLogLevel.WARN,
-            environment=config.to_env(),
-            description="stream-scavenger: deletes target items named by stream records",
-        )
-
-        if on_failure is None:
-            self.dead_letter_queue = sqs.Queue(
-                self,
-                "DeadLetterQueue",
-                encryption=sqs.QueueEncryption.SQS_MANAGED,
-                enforce_ssl=True,
-                retention_period=Duration.days(14),
+            self.function = create_function(
+                self, function_options, self.targets, dry_run, self.role, self.log_group
             )
-            compliance.acknowledge(self.dead_letter_queue, compliance.QUEUE_IS_A_DLQ)
-            on_failure = sources.SqsDlq(self.dead_letter_queue)
-        else:
-            self.dead_letter_queue = None
-        self.on_failure = on_failure
-
-        self.event_source_mapping = lambda_.EventSourceMapping(
-            self,
-            "EventSourceMapping",
-            target=self.function,
-            event_source_arn=self.stream_arn,
-            starting_position=starting_position,
-            batch_size=batch_size,
-            max_batching_window=max_batching_window,
-            parallelization_factor=parallelization_factor,
-            retry_attempts=retry_attempts,
-            max_record_age=max_record_age,
-            bisect_batch_on_error=bisect_batch_on_error,
-            on_failure=on_failure,
-            report_batch_item_failures=True,
-            filters=[lambda_.FilterCriteria.filter(p) for p in patterns],
-        )
-        # The mapping validates its permissions on creation: wait for the policy.
-        self.event_source_mapping.node.add_dependency(self.role)
-
-        actions = list(alarm_actions or [])
-        if alarm_topic is not None:
-            actions.append(cloudwatch_actions.SnsAction(alarm_topic))
-        self.alarms = create_alarms(
-            self, self._alarm_metrics(), alarm_thresholds or AlarmThresholds(), actions
-        )
-        self.dashboard = None
-        if dashboard:
-            name = dashboard if isinstance(dashboard, str) else None
-            self.dashboard = create_dashboard(
-                self, name, self._dashboard_metrics(), self._per_target_metrics()
+            # The mapping.
+            self.dead_letter_queue, self.on_failure = create_on_failure(self, on_failure)
+            self.event_source_mapping = create_mapping(
+                self, mapping_options, self.function, self.stream_arn, self.on_failure, patterns
+            )
+            # The monitoring.
+            self._metrics = ScavengerMetrics(
+                self, self.function, self.dead_letter_queue, self.targets
+            )
+            self.alarms, self.dashboard = create_monitoring(
+                self, self._metrics, alarm_thresholds, alarm_actions, alarm_topic, dashboard
             )
 
     @property
@@ -296,11 +200,16 @@ class StreamScavenger(Construct):
         several, read ``targets[i].key_mapping``)."""
         if len(self.targets) != 1:
             raise ScavengerConfigError(
-                f"this scavenger has {len(self.targets)} targets: read targets[i].key_mapping"
+                f"this scavenger has {len(self.targets)} targets: read targets[i].key_mapping",
+                path=self.node.path,
             )
         return self.targets[0].key_mapping
 
-    # ---- metrics -------------------------------------------------------------------------
+    @property
+    def stream_view_type(self) -> dynamodb.StreamViewType | None:
+        """The source stream's view type as synthesized (a ``TableV2`` given replicas later
+        streams NEW_AND_OLD_IMAGES); None for an imported table (not inspectable)."""
+        return self._stream.view_type
 
     def metric(
         self, metric_name: str, *, target: dynamodb.ITable | None = None, **options: Any
@@ -311,30 +220,7 @@ class StreamScavenger(Construct):
         ``target`` narrows one of ``RecordsMatched``, ``UnmappableRecords``,
         ``DuplicateKeys``, ``KeysDeleted`` or ``RecordsReported`` to one target table
         (with a single target that is the function's own metric)."""
-        if metric_name not in METRICS:
-            raise ScavengerConfigError(
-                f"metric_name must be one of {sorted(METRICS)}, got {metric_name!r}"
-            )
-        dimensions = {METRICS_DIMENSION: self.function.function_name}
-        if target is not None:
-            if metric_name not in TARGET_METRICS:
-                raise ScavengerConfigError(
-                    f"target: {metric_name} is not per target; per-target metrics are "
-                    f"{list(TARGET_METRICS)}"
-                )
-            if not any(same_table(t.table, target) for t in self.targets):
-                raise ScavengerConfigError(
-                    f"target: {target.node.path} is not a target of this scavenger"
-                )
-            if len(self.targets) > 1:
-                dimensions[TARGET_DIMENSION] = target.table_name
-        props: dict[str, Any] = {"statistic": "Sum", "period": PERIOD, **options}
-        return cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE,
-            metric_name=metric_name,
-            dimensions_map=dimensions,
-            **props,
-        )
+        return self._metrics.own(metric_name, target=target, **options)
 
     def metric_keys_deleted(self, **options: Any) -> cloudwatch.Metric:
         """Target keys confirmed deleted."""
@@ -356,8 +242,8 @@ class StreamScavenger(Construct):
         """BatchWriteItem retries (unprocessed items, throttling, transient errors)."""
         return self.metric("Retries", **options)
 
-    def metric_throttled_requests(self, **options: Any) -> cloudwatch.Metric:
-        """BatchWriteItem requests the target table throttled."""
+    def metric_batch_write_throttles(self, **options: Any) -> cloudwatch.Metric:
+        """BatchWriteItem requests the target tables throttled (DynamoDB's, not Lambda's)."""
         return self.metric("Throttles", **options)
 
     def metric_consumed_write_capacity(self, **options: Any) -> cloudwatch.Metric:
@@ -370,115 +256,38 @@ class StreamScavenger(Construct):
 
     def metric_invocations(self, **options: Any) -> cloudwatch.Metric:
         """The function's invocations (AWS/Lambda)."""
-        return self.function.metric_invocations(**{"period": PERIOD, **options})
+        return self._metrics.invocations(**options)
 
     def metric_errors(self, **options: Any) -> cloudwatch.Metric:
         """The function's errors (AWS/Lambda)."""
-        return self.function.metric_errors(**{"period": PERIOD, **options})
+        return self._metrics.errors(**options)
 
-    def metric_throttles(self, **options: Any) -> cloudwatch.Metric:
-        """Lambda throttles of the function (AWS/Lambda)."""
-        return self.function.metric_throttles(**{"period": PERIOD, **options})
+    def metric_function_throttles(self, **options: Any) -> cloudwatch.Metric:
+        """Lambda's throttles of the function (metric ``Throttles`` of ``AWS/Lambda``)."""
+        return self._metrics.function_throttles(**options)
 
     def metric_iterator_age(self, **options: Any) -> cloudwatch.Metric:
         """Maximum age of the last record of each batch, in ms: how far behind the stream."""
-        return self.function.metric(
-            "IteratorAge", **{"statistic": "Maximum", "period": PERIOD, **options}
-        )
+        return self._metrics.iterator_age(**options)
 
     def metric_destination_delivery_failures(self, **options: Any) -> cloudwatch.Metric:
         """Failures to send records given up on to the on-failure destination."""
-        return self.function.metric(
-            "DestinationDeliveryFailures", **{"statistic": "Sum", "period": PERIOD, **options}
-        )
+        return self._metrics.destination_delivery_failures(**options)
 
     def metric_dead_letter_messages(self, **options: Any) -> cloudwatch.Metric | None:
         """Messages visible in the construct's on-failure queue; None when it made none."""
-        if self.dead_letter_queue is None:
-            return None
-        return self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-            **{"statistic": "Maximum", "period": PERIOD, **options}
-        )
+        return self._metrics.dead_letter_messages(**options)
 
-    def _alarm_metrics(self) -> dict[str, cloudwatch.IMetric]:
-        metrics: dict[str, cloudwatch.IMetric] = {
-            "errors": self.metric_errors(),
-            "throttles": self.metric_throttles(),
-            "iterator_age": self.metric_iterator_age(),
-            "destination_delivery_failures": self.metric_destination_delivery_failures(),
-            "records_reported": self.metric_records_reported(),
-            "unmappable_records": self.metric_unmappable_records(),
-        }
-        dead_letters = self.metric_dead_letter_messages()
-        if dead_letters is not None:
-            metrics["dead_letter_messages"] = dead_letters
-        return metrics
+    def metric_throttled_requests(self, **options: Any) -> cloudwatch.Metric:
+        """Deprecated: use ``metric_batch_write_throttles()`` (the same metric)."""
+        return _deprecated("metric_throttled_requests", self.metric_batch_write_throttles, options)
 
-    def _dashboard_metrics(self) -> dict[str, cloudwatch.IMetric]:
-        return {
-            **self._alarm_metrics(),
-            "invocations": self.metric_invocations(),
-            "keys_deleted": self.metric_keys_deleted(),
-            "records_matched": self.metric_records_matched(),
-            "retries": self.metric_retries(),
-            "throttled_requests": self.metric_throttled_requests(),
-            "consumed_write_capacity": self.metric_consumed_write_capacity(),
-        }
-
-    def _per_target_metrics(self) -> dict[str, list[cloudwatch.IMetric]]:
-        if len(self.targets) == 1:
-            return {}
-        return {
-            title: [self.metric(name, target=t.table, label=t.table.node.id) for t in self.targets]
-            for title, name in (
-                ("Keys deleted per target", "KeysDeleted"),
-                ("Records reported per target", "RecordsReported"),
-            )
-        }
-
-    def _grant_stream_read(self, table: dynamodb.ITable) -> None:
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "dynamodb:DescribeStream",
-                    "dynamodb:GetRecords",
-                    "dynamodb:GetShardIterator",
-                ],
-                resources=[self.stream_arn],
-            )
-        )
-        # The event source mapping calls ListStreams, which has no resource-level permissions.
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=["dynamodb:ListStreams"], resources=["*"])
-        )
-        compliance.acknowledge(self.role, compliance.LIST_STREAMS_WILDCARD)
-        if table.encryption_key is not None:
-            table.encryption_key.grant(self.role, "kms:Decrypt")
-
-    def _grant_deletes(self, tables: Sequence[dynamodb.ITable]) -> None:
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:BatchWriteItem"], resources=[t.table_arn for t in tables]
-            )
-        )
-        # Writes to a table under a customer-managed key use the key both ways.
-        actions = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*")
-        keys = [t.encryption_key for t in tables if t.encryption_key is not None]
-        for key in keys:
-            key.grant(self.role, *actions)
-        if keys:
-            compliance.acknowledge(self.role, *compliance.kms_wildcard_actions(*actions))
+    def metric_throttles(self, **options: Any) -> cloudwatch.Metric:
+        """Deprecated: use ``metric_function_throttles()`` (the same metric)."""
+        return _deprecated("metric_throttles", self.metric_function_throttles, options)
 
 
-def _application_log_level(level: str) -> lambda_.ApplicationLogLevel:
-    allowed = {
-        "DEBUG": "DEBUG",
-        "INFO": "INFO",
-        "WARN": "WARN",
-        "WARNING": "WARN",
-        "ERROR": "ERROR",
-    }
-    name = allowed.get(str(level).upper())
-    if name is None:
-        raise ScavengerConfigError(f"log_level must be DEBUG, INFO, WARN or ERROR, got {level!r}")
-    return lambda_.ApplicationLogLevel[name]
+def _deprecated(old: str, new: Callable[..., cloudwatch.Metric], options: Any) -> cloudwatch.Metric:
+    message = f"StreamScavenger.{old}() is deprecated: use {new.__name__}()"
+    warnings.warn(message, DeprecationWarning, stacklevel=3)
+    return new(**options)

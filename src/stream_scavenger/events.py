@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
+from .runtime.scavenger.config import IMAGE_FOR_EVENT
 from .validation import ScavengerConfigError
 
 
@@ -21,7 +22,13 @@ class EventName(enum.StrEnum):
     @property
     def image(self) -> str:
         """The stream image the event carries its item in."""
-        return "OldImage" if self is EventName.REMOVE else "NewImage"
+        return IMAGE_FOR_EVENT[self.value]
+
+
+def stream_order(names: Iterable[EventName]) -> list[EventName]:
+    """The distinct ``names``, in the order of :class:`EventName` (INSERT, MODIFY, REMOVE)."""
+    chosen = set(names)
+    return [e for e in EventName if e in chosen]
 
 
 def normalize_event_names(event_names: Iterable[EventName | str] | None) -> list[EventName]:
@@ -40,4 +47,4 @@ def normalize_event_names(event_names: Iterable[EventName | str] | None) -> list
             ) from None
     if not chosen:
         raise ScavengerConfigError("event_names must name at least one of INSERT, MODIFY, REMOVE")
-    return [e for e in EventName if e in chosen]
+    return stream_order(chosen)

@@ -36,8 +36,14 @@ def table_resource(table: dynamodb.ITable) -> dynamodb.CfnTable | dynamodb.CfnGl
     return None
 
 
+def declared_property(resource: Any, name: str) -> Any:
+    """A CloudFormation property as set, tokens unresolved (jsii cannot read every typed
+    getter: ``TableV2``'s lazy stream specification fails to serialize)."""
+    return resource._cfn_properties.get(name)
+
+
 def _resolved_property(resource: Any, name: str) -> Any:
-    value = resource._cfn_properties.get(name)
+    value = declared_property(resource, name)
     return None if value is None else Stack.of(resource).resolve(value)
 
 

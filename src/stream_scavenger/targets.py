@@ -15,6 +15,7 @@ from aws_cdk import Token
 from aws_cdk import aws_dynamodb as dynamodb
 
 from .events import EventName, normalize_event_names
+from .filters import merge_filters
 from .key_mapping import check_templates, resolve_key_mapping
 from .runtime.scavenger.config import MAX_TARGETS, TargetConfig
 from .tables import KeySchema, key_schema_of
@@ -112,6 +113,18 @@ def resolve_targets(
                     "a target once (one key_mapping per table)"
                 )
     return resolved
+
+
+def filter_patterns(
+    targets: Sequence[ResolvedTarget],
+    event_names: Sequence[EventName],
+    filters: Sequence[Any] | None,
+) -> list[dict[str, Any]]:
+    """The mapping's filter patterns: ``event_names`` (of all targets) merged into
+    ``filters``, each target still reached by one of them."""
+    patterns = merge_filters(event_names, filters)
+    check_filters_reach(targets, patterns)
+    return patterns
 
 
 def check_filters_reach(

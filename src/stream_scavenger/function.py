@@ -1,0 +1,54 @@
+"""The scavenger function: the bundled runtime, configured through its environment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from .runtime.scavenger.config import HANDLER, ScavengerConfig
+from .targets import ResolvedTarget
+from .validation import FunctionOptions
+
+#: The directory shipped as the function's code: the ``scavenger`` package only.
+RUNTIME_ASSET_DIR = Path(__file__).parent / "runtime"
+
+
+def create_function(
+    scope: Construct,
+    options: FunctionOptions,
+    targets: Sequence[ResolvedTarget],
+    dry_run: bool,
+    role: iam.IRole,
+    log_group: logs.ILogGroup,
+) -> lambda_.Function:
+    """The function, with the configuration contract (:mod:`.runtime.scavenger.config`) of
+    ``targets`` in its environment."""
+    config = ScavengerConfig(
+        targets=tuple(t.config() for t in targets),
+        log_items=options.log_item_keys,
+        dry_run=dry_run,
+    )
+    return lambda_.Function(
+        scope,
+        "Function",
+        runtime=lambda_.Runtime.PYTHON_3_14,
+        architecture=lambda_.Architecture.ARM_64,
+        handler=HANDLER,
+        code=lambda_.Code.from_asset(
+            str(RUNTIME_ASSET_DIR), exclude=["**/__pycache__", "**/*.pyc"]
+        ),
+        memory_size=options.memory_size,
+        timeout=options.timeout,
+        role=role,
+        log_group=log_group,
+        logging_format=lambda_.LoggingFormat.JSON,
+        application_log_level_v2=options.application_log_level,
+        system_log_level_v2=lambda_.SystemLogLevel.WARN,
+        environment=config.to_env(),
+        description="stream-scavenger: deletes target items named by stream records",
+    )
