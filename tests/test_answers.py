@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from faultproxy import Fault, FaultProxy, always, first
-from streamevents import Context, event, put_items, record, scan_keys
 
 from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger, make_client
+from testkit.events import Context, event, record
+from testkit.proxy import Fault, FaultProxy, always, first
+from testkit.tables import put_items, scan_keys
 
 pytestmark = pytest.mark.ddb
 
@@ -94,8 +95,8 @@ def test_an_answer_that_confirms_nothing_never_acknowledges_a_record(
     assert len(scan_keys(ddb, table, ["pk"])) == 31, "the proxy forwarded no delete"
     summary = scavenger.last_summary
     assert (summary.deleted, summary.reported) == (0, 30)
-    assert proxy.counts.operations["BatchWriteItem"] == summary.requests == 2 * 3
-    assert summary.errors == 6 and summary.retries == 4
+    assert proxy.counts.operations["BatchWriteItem"] == summary.deletes.requests == 2 * 3
+    assert summary.deletes.errors == 6 and summary.deletes.retries == 4
 
 
 @pytest.mark.parametrize("case", MALFORMED.values(), ids=MALFORMED.keys())
@@ -116,9 +117,9 @@ def test_an_answer_that_confirms_nothing_is_retried_like_a_5xx(
     assert response == {"batchItemFailures": []}
     assert scan_keys(ddb, table, ["pk"]) == {("keep",)}
     summary = scavenger.last_summary
-    assert (summary.deleted, summary.retries, summary.errors) == (30, 2, 2)
+    assert (summary.deleted, summary.deletes.retries, summary.deletes.errors) == (30, 2, 2)
     (line,) = [json.loads(x) for x in capfd.readouterr().err.splitlines() if '"scavenged"' in x]
-    assert line["error_codes"] == {code: 2}
+    assert line["summary"]["deletes"]["error_codes"] == {code: 2}
 
 
 def test_a_wrong_crc32_after_the_deletes_is_retried_and_then_confirmed(
@@ -131,7 +132,7 @@ def test_a_wrong_crc32_after_the_deletes_is_retried_and_then_confirmed(
 
     assert scan_keys(ddb, table, ["pk"]) == {("keep",)}
     assert proxy.counts.operations["BatchWriteItem"] == 3  # 2 chunks, one of them twice
-    assert (scavenger.last_summary.retries, scavenger.last_summary.errors) == (1, 1)
+    assert (scavenger.last_summary.deletes.retries, scavenger.last_summary.deletes.errors) == (1, 1)
 
 
 def test_an_answer_without_a_checksum_header_is_checked_for_structure_only(
@@ -144,7 +145,7 @@ def test_an_answer_without_a_checksum_header_is_checked_for_structure_only(
 
     assert scan_keys(ddb, table, ["pk"]) == {("keep",)}
     assert proxy.counts.faults["answer:no-crc"] == 2
-    assert (scavenger.last_summary.retries, scavenger.last_summary.errors) == (0, 0)
+    assert (scavenger.last_summary.deletes.retries, scavenger.last_summary.deletes.errors) == (0, 0)
 
 
 class Answers:
@@ -174,7 +175,7 @@ def test_the_structure_check_holds_for_any_client(
     response = scavenger.handle(event(*(record("INSERT", {"pk": f"k{i}"}) for i in range(5))))
 
     assert len(response["batchItemFailures"]) == 5
-    assert scavenger.last_summary.errors == 2 and scavenger.last_summary.deleted == 0
+    assert scavenger.last_summary.deletes.errors == 2 and scavenger.last_summary.deleted == 0
 
 
 def test_a_malformed_consumed_capacity_does_not_undo_confirmed_deletes(
@@ -190,7 +191,7 @@ def test_a_malformed_consumed_capacity_does_not_undo_confirmed_deletes(
 
     assert response == {"batchItemFailures": []}
     assert scan_keys(ddb, table, ["pk"]) == set()
-    assert (scavenger.last_summary.deleted, scavenger.last_summary.consumed_wcu) == (5, 0.0)
+    assert (scavenger.last_summary.deleted, scavenger.last_summary.deletes.consumed_wcu) == (5, 0.0)
 
 
 def test_an_error_answer_that_fails_its_checksum_is_not_trusted_either(

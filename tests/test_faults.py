@@ -16,10 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from faultproxy import Fault, FaultProxy, always, first
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streamevents import Context, event, put_items, record, scan_keys
 
 from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig, TargetConfig
@@ -30,6 +28,9 @@ from stream_scavenger.runtime.scavenger.handler import (
     UnreportableFailure,
     make_client,
 )
+from testkit.events import Context, event, record
+from testkit.proxy import Fault, FaultProxy, always, first
+from testkit.tables import put_items, scan_keys
 
 pytestmark = pytest.mark.ddb
 TRANSIENT = {
@@ -161,10 +162,14 @@ def test_transient_faults_end_with_every_key_deleted(
     assert scan_keys(ddb, table, ["pk"]) == {("keep",)}
     summary = scav.last_summary
     assert summary.deleted == 100 and summary.reported == 0
-    assert proxy.counts.operations["BatchWriteItem"] == summary.requests == 4 + summary.retries
+    assert (
+        proxy.counts.operations["BatchWriteItem"]
+        == summary.deletes.requests
+        == 4 + summary.deletes.retries
+    )
     expected_retries = (0, 0) if fault.kind == "slow" else (1, 3)  # a late answer is no failure
-    assert expected_retries[0] <= summary.retries <= expected_retries[1]
-    assert len(time_.sleeps) == summary.retries
+    assert expected_retries[0] <= summary.deletes.retries <= expected_retries[1]
+    assert len(time_.sleeps) == summary.deletes.retries
     assert sum(proxy.counts.faults.values()) == 3
 
 
@@ -298,7 +303,7 @@ def test_a_key_dynamodb_rejects_is_isolated_unmappable_and_the_rest_deleted(
     # Rejected on its own: replaying it can never help, so it is unmappable, not reported.
     assert response == {"batchItemFailures": []}
     assert scan_keys(ddb, table, ["pk"]) == {("keep",), ("k13",)}
-    assert scav.last_summary.splits == 5  # 25 -> 13 -> 7 -> 4 -> 2 -> 1 around the bad key
+    assert scav.last_summary.deletes.splits == 5  # 25 -> 13 -> 7 -> 4 -> 2 -> 1 around the bad key
     assert (scav.last_summary.unmappable, scav.last_summary.deleted) == (1, 24)
 
 

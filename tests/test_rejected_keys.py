@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from faultproxy import Fault, FaultProxy
-from streamevents import Context, event, put_items, record, scan_keys
 
 from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig, TargetConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger, make_client
-
-pytestmark = pytest.mark.ddb
+from testkit.events import Context, event, record
+from testkit.proxy import Fault, FaultProxy
+from testkit.tables import put_items, scan_keys
 
 #: table key type -> a typed value of another key type, as it comes in a stream record
 WRONG_TYPE = {
@@ -136,7 +135,7 @@ def test_keys_confirmed_before_a_split_stay_confirmed(
 
     assert response == {"batchItemFailures": []}
     assert scan_keys(ddb, table, ["pk"]) == set()
-    assert (scavenger.last_summary.deleted, scavenger.last_summary.splits) == (25, 1)
+    assert (scavenger.last_summary.deleted, scavenger.last_summary.deletes.splits) == (25, 1)
 
 
 class RejectsEverything:

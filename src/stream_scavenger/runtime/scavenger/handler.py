@@ -1,11 +1,31 @@
 """The Lambda entry point: ``scavenger.handler.handler``.
 
-Per invocation: map each record to a key in every target that acts on its
-event (``records``), delete the distinct keys of all targets together
-(``deleter``), and answer with the partial-batch response for streams.
-Lambda checkpoints at the lowest reported sequence number and replays
+Each invocation is one pass of a batch processor: map each record to a key in every
+target that acts on its event (``records``), delete the distinct keys of all targets
+together (``deleter``), answer with the partial-batch response for streams, and report
+the counts. Lambda checkpoints at the lowest reported sequence number and replays
 everything after it, so every record with a key (in any target) that was not
-confirmed deleted is reported; deletes are idempotent, so replays are harmless.
+confirmed deleted is reported; deletes are idempotent, so replays are harmless. The
+exceptions are records that can never succeed (unmappable, including keys DynamoDB
+rejects on their own): they are logged and counted, not reported, so they do not
+block the shard.
+
+The report, written also when the batch must fail whole, is one summary log line and
+the EMF metric lines (``metrics``) of :data:`SUMMARY_METRICS`. The log line's message is
+``scavenged`` (``dry run: would delete`` in a dry run), at WARNING when any record is
+reported, else INFO; its ``summary`` field is :class:`Summary`, with no item data::
+
+    {"records": 72, "matched": 70, "skipped": 1, "unmappable": 1, "distinct_keys": 50,
+     "duplicates": 20, "deleted": 50, "reported": 0,
+     "deletes": {"requests": 4, "retries": 2, "unprocessed": 0, "throttles": 2,
+                 "errors": 0, "splits": 0, "consumed_wcu": 50.0,
+                 "error_codes": {"ThrottlingException": 2}},
+     "timed_out": false, "not_mapped": 0, "duration_ms": 41.7,
+     "targets": [{"table": "staging", "matched": 70, "unmappable": 1,
+                  "duplicates": 20, "deleted": 50, "reported": 0}]}
+
+An event without a ``Records`` list logs an error instead of the summary line and
+emits zero counts.
 """
 
 from __future__ import annotations
@@ -16,18 +36,20 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from operator import attrgetter
+from typing import Any, TypedDict
 
 import boto3
 from botocore.config import Config
 
-from .config import ScavengerConfig
+from .config import TARGET_METRICS, ScavengerConfig
 from .deleter import (
     MIN_REQUEST_S,
     BatchDeleter,
     ChecksumMismatch,
     Deadline,
     DeleteResult,
+    DeleteStats,
     DynamoDBClient,
 )
 from .logs import get_logger, quiet_sdk_loggers
@@ -53,6 +75,18 @@ class UnreportableFailure(Exception):
     Raising makes Lambda retry the whole batch (and bisect it), which is the
     only way left not to acknowledge that record.
     """
+
+
+class PartialItemFailure(TypedDict):
+    """One record Lambda must replay, named by its ``dynamodb.SequenceNumber``."""
+
+    itemIdentifier: str
+
+
+class PartialBatchResponse(TypedDict):
+    """The answer to a stream batch (``ReportBatchItemFailures``); empty acknowledges all."""
+
+    batchItemFailures: list[PartialItemFailure]
 
 
 @dataclass
@@ -84,18 +118,77 @@ class Summary:
     duplicates: int = 0
     deleted: int = 0
     reported: int = 0
-    requests: int = 0
-    retries: int = 0
-    unprocessed: int = 0
-    throttles: int = 0
-    errors: int = 0
-    splits: int = 0
-    consumed_wcu: float = 0.0
+    #: How the deletes went; all zero in a dry run, which sends no request.
+    deletes: DeleteStats = field(default_factory=DeleteStats)
     timed_out: bool = False
     #: Records not looked at because mapping ran out of time (all reported).
     not_mapped: int = 0
     duration_ms: float = 0.0
     targets: list[TargetSummary] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, records: int, tables: list[str]) -> Summary:
+        """Zero counts for a batch of ``records`` records and these target tables."""
+        return cls(records=records, targets=[TargetSummary(table) for table in tables])
+
+
+#: Each metric of ``config.METRICS`` (which gives its unit) and the :class:`Summary` field
+#: it carries: adding a metric is a line there and a line here.
+SUMMARY_METRICS = {
+    "RecordsReceived": "records",
+    "RecordsMatched": "matched",
+    "RecordsSkipped": "skipped",
+    "UnmappableRecords": "unmappable",
+    "DuplicateKeys": "duplicates",
+    "KeysDeleted": "deleted",
+    "RecordsReported": "reported",
+    "BatchWriteRequests": "deletes.requests",
+    "Retries": "deletes.retries",
+    "UnprocessedItems": "deletes.unprocessed",
+    "Throttles": "deletes.throttles",
+    "ConsumedWriteCapacity": "deletes.consumed_wcu",
+    "BatchLatency": "duration_ms",
+}
+#: The per-target metrics carry the :class:`TargetSummary` fields of the same names.
+TARGET_SUMMARY_METRICS = {name: SUMMARY_METRICS[name] for name in TARGET_METRICS}
+
+
+def metric_values(counts: Summary | TargetSummary, fields: Mapping[str, str]) -> dict[str, float]:
+    """Metric name -> value, read from ``counts`` through ``fields`` (metric -> field path)."""
+    return {name: attrgetter(path)(counts) for name, path in fields.items()}
+
+
+@dataclass
+class MappedBatch:
+    """What mapping found: per target, its distinct keys and the records that named them."""
+
+    records: list[Any]
+    #: Per target: its distinct keys, by identity.
+    keys: list[dict[Identity, TargetKey]]
+    #: Per target: (record index, key identity) for every record that named a key there.
+    named: list[list[tuple[int, Identity]]]
+    #: Indices of the records that could not name a key in at least one target.
+    unmappable: set[int] = field(default_factory=set)
+    #: Records mapped, a prefix of ``records``: the rest were not looked at (out of time).
+    mapped: int = 0
+
+    @classmethod
+    def empty(cls, records: list[Any], targets: int) -> MappedBatch:
+        """Nothing mapped yet, for ``targets`` targets."""
+        return cls(records, [{} for _ in range(targets)], [[] for _ in range(targets)])
+
+    def add(self, position: int, index: int, key: TargetKey) -> bool:
+        """Note that record ``index`` names ``key`` in target ``position``; False if a duplicate."""
+        self.named[position].append((index, key.identity))
+        table_keys = self.keys[position]
+        if key.identity in table_keys:
+            return False
+        table_keys[key.identity] = key
+        return True
+
+    def distinct_keys(self) -> list[TargetKey]:
+        """Every target's distinct keys, to delete in one go."""
+        return [key for table_keys in self.keys for key in table_keys.values()]
 
 
 class Scavenger:
@@ -124,112 +217,60 @@ class Scavenger:
             **extra,
         )
 
-    def handle(self, event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
-        """Process one invocation's event; return ``{"batchItemFailures": [...]}``."""
+    def handle(self, event: Any, context: Any = None) -> PartialBatchResponse:
+        """Map the batch, delete its keys, answer with the records to replay, report the counts."""
         started = self._clock()
         # Before mapping: a huge batch spends the invocation's time there too.
         deadline = Deadline(_remaining_seconds(context, started, self._clock), RESERVE_S)
-        summary = Summary()
         records = event.get("Records") if isinstance(event, Mapping) else None
         if not isinstance(records, list):
-            log.error(
-                "event has no Records list; nothing to scavenge",
-                extra={"event_type": type(event).__name__},
-            )
-            self.last_summary = summary
-            self._emit(summary)
-            return {"batchItemFailures": []}
-
-        summary.records = len(records)
-        summary.targets = [TargetSummary(t.table) for t in self.config.targets]
-        # Per target: its distinct keys, and (record index, key) for every record that named one.
-        keys: list[dict[Identity, TargetKey]] = [{} for _ in self.config.targets]
-        wanted: list[list[tuple[int, Identity]]] = [[] for _ in self.config.targets]
-        unmappable: set[int] = set()
-        mapped = self._map_all(records, deadline, keys, wanted, unmappable, summary)
-        summary.not_mapped = len(records) - mapped
-        summary.distinct_keys = sum(len(table_keys) for table_keys in keys)
-        summary.duplicates = sum(t.duplicates for t in summary.targets)
-        if self.config.dry_run:
-            # Everything but the deletes: the counts say what a real run would delete.
-            result = DeleteResult(
-                deleted={t.table: set(k) for t, k in zip(summary.targets, keys, strict=True)}
-            )
-        else:
-            result = self._deleter.delete(
-                [key for table_keys in keys for key in table_keys.values()], deadline
-            )
-        stats = result.stats
-        summary.deleted = result.deleted_count
-        summary.requests, summary.retries = stats.requests, stats.retries
-        summary.unprocessed, summary.throttles = stats.unprocessed, stats.throttles
-        summary.errors, summary.consumed_wcu = stats.errors, stats.consumed_wcu
-        summary.splits = stats.splits
-        summary.timed_out = result.timed_out or mapped < len(records)
-        if result.rejected:
-            self._count_rejected(records, wanted, result, deadline, unmappable, summary)
-        summary.unmappable = len(unmappable)
-        missed = set(range(mapped, len(records)))
-        for counts, named in zip(summary.targets, wanted, strict=True):
-            confirmed = result.deleted.get(counts.table, set())
-            rejected = result.rejected.get(counts.table, {})
-            counts.deleted = len(confirmed)
-            for index, identity in named:
-                if identity not in confirmed and identity not in rejected:
-                    counts.reported += 1
-                    missed.add(index)
-        failures = [records[index] for index in sorted(missed)]
-        summary.reported = len(failures)
+            return self._no_records(event)
+        summary = Summary.start(len(records), [t.table for t in self.config.targets])
+        batch = self._map_batch(records, deadline, summary)
+        result = self._delete(batch, deadline, summary)
         try:
-            return _failure_response(failures)
+            return self._respond(batch, result, summary)
         finally:
             # Also when the batch must fail whole: the counts still reach logs and metrics.
-            summary.duration_ms = round((self._clock() - started) * 1000, 3)
-            self.last_summary = summary
-            message = "dry run: would delete" if self.config.dry_run else "scavenged"
-            level = log.warning if failures else log.info
-            level(message, extra={"summary": asdict(summary), "error_codes": stats.error_codes})
-            self._emit(summary)
+            self._report(summary, started)
 
-    def _map_all(
-        self,
-        records: list[Any],
-        deadline: Deadline,
-        keys: list[dict[Identity, TargetKey]],
-        wanted: list[list[tuple[int, Identity]]],
-        unmappable: set[int],
-        summary: Summary,
-    ) -> int:
-        """Map records in order until done or out of mapping time; how many were mapped.
+    def _no_records(self, event: Any) -> PartialBatchResponse:
+        """Nothing to map: say so, emit zero counts, acknowledge."""
+        log.error(
+            "event has no Records list; nothing to scavenge",
+            extra={"event_type": type(event).__name__},
+        )
+        self.last_summary = Summary()
+        self._emit(self.last_summary)
+        return {"batchItemFailures": []}
 
-        Mapping stops once it has spent half the time there was, keeping the rest for
-        deleting what it mapped; the caller reports the records not mapped, so a batch
-        too slow to map in one invocation still moves forward.
+    def _map_batch(self, records: list[Any], deadline: Deadline, summary: Summary) -> MappedBatch:
+        """Map records in order until done or out of mapping time.
+
+        Mapping stops once it has spent ``MAPPING_SHARE`` of the time there was, keeping
+        the rest for deleting what it mapped; the records not mapped are reported, so a
+        batch too slow to map in one invocation still moves forward.
         """
+        batch = MappedBatch.empty(records, len(self.config.targets))
         stop_at = max(MIN_REQUEST_S, deadline.left() * (1 - MAPPING_SHARE))
         for index, record in enumerate(records):
             if index % DEADLINE_CHECK_EVERY == 0 and deadline.left() < stop_at:
-                return index
-            try:
-                event_name = event_name_of(record)
-            except Unmappable as why:
-                unmappable.add(index)
-                self._log_unmappable(record, index, why, None)
-                continue
-            self._map(record, index, event_name, keys, wanted, unmappable, summary)
-        return len(records)
+                break
+            self._map_record(index, record, batch, summary)
+            batch.mapped += 1
+        summary.not_mapped = len(records) - batch.mapped
+        summary.distinct_keys = sum(len(table_keys) for table_keys in batch.keys)
+        summary.duplicates = sum(t.duplicates for t in summary.targets)
+        return batch
 
-    def _map(
-        self,
-        record: Mapping[str, Any],
-        index: int,
-        event_name: str,
-        keys: list[dict[Identity, TargetKey]],
-        wanted: list[list[tuple[int, Identity]]],
-        unmappable: set[int],
-        summary: Summary,
-    ) -> None:
+    def _map_record(self, index: int, record: Any, batch: MappedBatch, summary: Summary) -> None:
         """Add the keys one record names, in every target that acts on its event."""
+        try:
+            event_name = event_name_of(record)
+        except Unmappable as why:
+            batch.unmappable.add(index)
+            self._log_unmappable(record, index, why, None)
+            return
         selected = named = False
         for position, target in enumerate(self.config.targets):
             if event_name not in target.event_names:
@@ -240,30 +281,41 @@ class Scavenger:
                 key = map_record(record, target)
             except Unmappable as why:
                 counts.unmappable += 1
-                unmappable.add(index)
+                batch.unmappable.add(index)
                 self._log_unmappable(record, index, why, target.table)
                 continue
             counts.matched += 1
             named = True
-            table_keys = keys[position]
-            if key.identity in table_keys:
+            if not batch.add(position, index, key):
                 counts.duplicates += 1
-            else:
-                table_keys[key.identity] = key
-            wanted[position].append((index, key.identity))
             if self.config.log_items:
                 log.debug("key", extra={"table": key.table, "key": _printable(key.request)})
         summary.skipped += not selected
         summary.matched += named
 
-    def _count_rejected(
-        self,
-        records: list[Any],
-        wanted: list[list[tuple[int, Identity]]],
-        result: DeleteResult,
-        deadline: Deadline,
-        unmappable: set[int],
-        summary: Summary,
+    def _delete(self, batch: MappedBatch, deadline: Deadline, summary: Summary) -> DeleteResult:
+        """Delete the batch's distinct keys; a dry run takes them all as deleted, sending nothing.
+
+        The records naming a key DynamoDB rejected on its own become unmappable.
+        """
+        if self.config.dry_run:
+            # Everything but the deletes: the counts say what a real run would delete.
+            targets = zip(summary.targets, batch.keys, strict=True)
+            result = DeleteResult(deleted={t.table: set(keys) for t, keys in targets})
+        else:
+            result = self._deleter.delete(batch.distinct_keys(), deadline)
+        summary.deletes = result.stats
+        summary.deleted = result.deleted_count
+        for counts in summary.targets:
+            counts.deleted = len(result.deleted.get(counts.table, ()))
+        summary.timed_out = result.timed_out or batch.mapped < len(batch.records)
+        if result.rejected:
+            self._unmap_rejected(batch, result, deadline, summary)
+        summary.unmappable = len(batch.unmappable)
+        return result
+
+    def _unmap_rejected(
+        self, batch: MappedBatch, result: DeleteResult, deadline: Deadline, summary: Summary
     ) -> None:
         """Records naming a key DynamoDB rejected on its own become unmappable in that target.
 
@@ -274,7 +326,7 @@ class Scavenger:
         still_named: set[int] = set()
         lost: set[int] = set()
         logged, unlogged = 0, 0
-        for counts, named in zip(summary.targets, wanted, strict=True):
+        for counts, named in zip(summary.targets, batch.named, strict=True):
             rejected = result.rejected.get(counts.table, {})
             for index, identity in named:
                 code = rejected.get(identity)
@@ -290,7 +342,7 @@ class Scavenger:
                     unlogged += 1
                     continue
                 why = Unmappable(f"the target rejects this key on its own ({code})")
-                self._log_unmappable(records[index], index, why, counts.table)
+                self._log_unmappable(batch.records[index], index, why, counts.table)
                 logged += 1
         if unlogged:
             log.warning(
@@ -298,7 +350,43 @@ class Scavenger:
                 extra={"count": unlogged, "reason": "the target rejects these keys on their own"},
             )
         summary.matched -= len(lost - still_named)
-        unmappable |= lost
+        batch.unmappable |= lost
+
+    def _respond(
+        self, batch: MappedBatch, result: DeleteResult, summary: Summary
+    ) -> PartialBatchResponse:
+        """Report each record not mapped and each with a key not confirmed deleted.
+
+        A rejected key is not reported: replaying it cannot help, and its records are
+        unmappable instead.
+        """
+        to_report = set(range(batch.mapped, len(batch.records)))
+        for counts, named in zip(summary.targets, batch.named, strict=True):
+            confirmed = result.deleted.get(counts.table, set())
+            rejected = result.rejected.get(counts.table, {})
+            for index, identity in named:
+                if identity not in confirmed and identity not in rejected:
+                    counts.reported += 1
+                    to_report.add(index)
+        summary.reported = len(to_report)
+        return partial_batch_response([batch.records[index] for index in sorted(to_report)])
+
+    def _report(self, summary: Summary, started: float) -> None:
+        """Log the summary line and emit the metrics."""
+        summary.duration_ms = round((self._clock() - started) * 1000, 3)
+        self.last_summary = summary
+        message = "dry run: would delete" if self.config.dry_run else "scavenged"
+        level = log.warning if summary.reported else log.info
+        level(message, extra={"summary": asdict(summary)})
+        self._emit(summary)
+
+    def _emit(self, summary: Summary) -> None:
+        """One EMF line for the invocation and, with several targets, one per target."""
+        if len(summary.targets) > 1:
+            for target in summary.targets:
+                values = metric_values(target, TARGET_SUMMARY_METRICS)
+                emit(values, self._function_name, target_table=target.table)
+        emit(metric_values(summary, SUMMARY_METRICS), self._function_name)
 
     @staticmethod
     def _log_unmappable(record: Any, index: int, why: Unmappable, table: str | None) -> None:
@@ -312,42 +400,13 @@ class Scavenger:
             },
         )
 
-    def _emit(self, summary: Summary) -> None:
-        if len(summary.targets) > 1:
-            for target in summary.targets:
-                emit(
-                    {
-                        "RecordsMatched": target.matched,
-                        "UnmappableRecords": target.unmappable,
-                        "DuplicateKeys": target.duplicates,
-                        "KeysDeleted": target.deleted,
-                        "RecordsReported": target.reported,
-                    },
-                    self._function_name,
-                    target_table=target.table,
-                )
-        emit(
-            {
-                "RecordsReceived": summary.records,
-                "RecordsMatched": summary.matched,
-                "RecordsSkipped": summary.skipped,
-                "UnmappableRecords": summary.unmappable,
-                "DuplicateKeys": summary.duplicates,
-                "KeysDeleted": summary.deleted,
-                "RecordsReported": summary.reported,
-                "BatchWriteRequests": summary.requests,
-                "Retries": summary.retries,
-                "UnprocessedItems": summary.unprocessed,
-                "Throttles": summary.throttles,
-                "ConsumedWriteCapacity": summary.consumed_wcu,
-                "BatchLatency": summary.duration_ms,
-            },
-            self._function_name,
-        )
 
+def partial_batch_response(to_report: list[Any]) -> PartialBatchResponse:
+    """The answer naming ``to_report`` by sequence number, in the order Lambda checkpoints.
 
-def _failure_response(failures: list[Mapping[str, Any]]) -> dict[str, list[dict[str, str]]]:
-    sequence_numbers = {_sequence_number(record) for record in failures}
+    Raises :class:`UnreportableFailure` when one of them has no sequence number.
+    """
+    sequence_numbers = {_sequence_number(record) for record in to_report}
     if None in sequence_numbers:
         raise UnreportableFailure(
             "a record whose key was not deleted has no dynamodb.SequenceNumber; "
@@ -435,7 +494,7 @@ def _container_scavenger() -> Scavenger:
     return Scavenger(config, make_client(config))
 
 
-def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
+def handler(event: Any, context: Any) -> PartialBatchResponse:
     """Lambda entry point; the config and client are built once per container."""
     return _container_scavenger().handle(event, context)
 
