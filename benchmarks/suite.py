@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import coldstart
-from benchmarks.events import distinct_keys, make_batch
-from benchmarks.proxy import LatencyProxy
+from testkit.events import distinct_keys, make_batch
+from testkit.proxy import LatencyProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 APPROACHES = ("library", "per_record", "article")

@@ -36,8 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.events import make_batch, target_key
-from benchmarks.proxy import difference, read_counts
+from testkit.events import make_batch, target_key
+from testkit.proxy import difference, read_counts
 
 HANDLERS = {
     "per_record": "benchmarks.alternatives.per_record.handler",

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from streamevents import Context, CountingClient, put_items, record, scan_keys
 
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger
-
-pytestmark = pytest.mark.ddb
+from testkit.events import Context, record
+from testkit.tables import CountingClient, put_items, scan_keys
 
 
 def good(pk: str) -> dict[str, Any]:

@@ -20,11 +20,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import coldstart, report, suite  # noqa: E402
-from benchmarks.events import DUPLICATE_SHARE, distinct_keys, make_batch, target_key  # noqa: E402
-from benchmarks.proxy import LatencyProxy, read_counts  # noqa: E402
 from benchmarks.worker import direct_client  # noqa: E402
+from testkit.events import DUPLICATE_SHARE, distinct_keys, make_batch, target_key  # noqa: E402
+from testkit.proxy import LatencyProxy, read_counts  # noqa: E402
 
-pytestmark = pytest.mark.ddb
 RECORDS = 100
 
 
@@ -61,6 +60,7 @@ def run_of(results: dict[str, Any], approach: str, duplicates: bool) -> dict[str
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("duplicates", [False, True])
 def test_library_sends_exactly_the_limit_and_deletes_every_key(
     results: dict[str, Any], duplicates: bool
@@ -78,6 +78,7 @@ def test_library_sends_exactly_the_limit_and_deletes_every_key(
     assert lib["own_cpu_us_per_record"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("duplicates", [False, True])
 def test_per_record_deletes_every_key_one_request_per_record(
     results: dict[str, Any], duplicates: bool
@@ -89,12 +90,14 @@ def test_per_record_deletes_every_key_one_request_per_record(
     assert rep["reported"] == 0
 
 
+@pytest.mark.slow
 def test_article_deletes_every_key_without_duplicates(results: dict[str, Any]) -> None:
     art = row(results, "article", False)
     assert art["all_deleted"] and art["error"] is None
     assert art["requests"] == math.ceil(RECORDS / 25)
 
 
+@pytest.mark.slow
 def test_article_fails_on_duplicate_keys_and_it_is_shown(results: dict[str, Any]) -> None:
     art = row(results, "article", True)
     assert art["error"] == "ClientError"
@@ -112,6 +115,7 @@ def test_article_fails_on_duplicate_keys_and_it_is_shown(results: dict[str, Any]
 BOTH_EMPTY = {"staging": 0, "design": 0}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("duplicates", [False, True])
 def test_two_targets_send_the_limit_and_delete_every_key_in_both_tables(
     results: dict[str, Any], duplicates: bool
@@ -133,6 +137,7 @@ def test_two_targets_send_the_limit_and_delete_every_key_in_both_tables(
     assert both["peak_bytes"] > 0 and both["own_cpu_us_per_record"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("duplicates", [False, True])
 def test_two_single_target_scavengers_each_delete_their_table_and_are_summed(
     results: dict[str, Any], duplicates: bool
@@ -176,6 +181,7 @@ def test_target_keys_follow_the_synthesized_mapping() -> None:
         target_key({"createdAt": {"N": "1.50"}}, {"sk": "MSG#{createdAt}"})
 
 
+@pytest.mark.slow
 def test_targets_are_reported_not_asserted(results: dict[str, Any]) -> None:
     verdicts = {t["target"]: t["verdict"] for t in results["targets"]}
     exact = "requests = ceil(distinct keys / 25) exactly, without faults (library)"
@@ -187,6 +193,7 @@ def test_targets_are_reported_not_asserted(results: dict[str, Any]) -> None:
     assert cold[coldstart.PAIRED]["ratio_median"] > 0
 
 
+@pytest.mark.slow
 def test_outputs_are_written(results: dict[str, Any], tmp_path: Path) -> None:
     text = report.text(results)
     assert "| this library | 100 |" in text and "Targets:" in text

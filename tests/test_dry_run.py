@@ -11,7 +11,6 @@ import pytest
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Template
-from streamevents import Context, CountingClient, event, put_items, record, scan_keys
 
 from stream_scavenger import StreamScavenger
 from stream_scavenger.local.assembly import load_assembly
@@ -19,6 +18,8 @@ from stream_scavenger.local.invoker import SubprocessInvoker
 from stream_scavenger.local.runner import LocalEventSourceMapping, create_table, table_names_for
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger
+from testkit.events import Context, event, record
+from testkit.tables import CountingClient, put_items, scan_keys
 
 
 def dry_stack(

@@ -11,15 +11,15 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_dynamodb as dynamodb
-from streamevents import scan_keys
 
 from stream_scavenger import StreamScavenger
 from stream_scavenger.local.assembly import load_assembly
 from stream_scavenger.local.check import check_assembly
 from stream_scavenger.local.invoker import SubprocessInvoker
 from stream_scavenger.local.runner import LocalEventSourceMapping, create_table, table_names_for
+from testkit.tables import scan_keys
 
-pytestmark = pytest.mark.ddb
+pytestmark = pytest.mark.ddb  # end to end: the example app synthesized in a subprocess
 ROOT = Path(__file__).resolve().parent.parent
 
 

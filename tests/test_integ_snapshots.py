@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # integ-runner synthesizes every integ app: about two minutes
 ROOT = Path(__file__).resolve().parent.parent
 INTEG_RUNNER = ROOT / "node_modules" / ".bin" / "integ-runner"
 TESTS = sorted(p.name for p in (ROOT / "integ").glob("integ_*.py"))

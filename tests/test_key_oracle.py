@@ -41,12 +41,13 @@ from urllib.parse import urlparse
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streamevents import Context, CountingClient, record
 
 from stream_scavenger.local.dynamodb_local import local_client
 from stream_scavenger.runtime.scavenger import records
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig, TargetConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger
+from testkit.events import Context, record
+from testkit.tables import CountingClient
 
 pytestmark = pytest.mark.ddb
 

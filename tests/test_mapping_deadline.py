@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from streamevents import event, put_items, record, scan_keys
 
 from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
 from stream_scavenger.runtime.scavenger import handler as handler_module
@@ -20,6 +19,8 @@ from stream_scavenger.runtime.scavenger.handler import (
     Scavenger,
     make_client,
 )
+from testkit.events import event, record
+from testkit.tables import put_items, scan_keys
 
 pytestmark = pytest.mark.ddb
 COST_S = 0.005

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds the wheel and installs it in a new venv
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = {
     "__init__.py",

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamevents import event, put_items, record, scan_keys
 
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
+from testkit.events import event, record
+from testkit.tables import put_items, scan_keys
 
 pytestmark = pytest.mark.ddb
 

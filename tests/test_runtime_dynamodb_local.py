@@ -6,10 +6,11 @@ import math
 from typing import Any
 
 import pytest
-from streamevents import Context, CountingClient, event, put_items, record, scan_keys
 
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger
+from testkit.events import Context, event, record
+from testkit.tables import CountingClient, put_items, scan_keys
 
 pytestmark = pytest.mark.ddb
 
