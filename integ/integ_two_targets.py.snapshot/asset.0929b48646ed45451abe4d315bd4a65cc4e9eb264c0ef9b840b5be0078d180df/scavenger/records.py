@@ -44,6 +44,7 @@ from .config import (
     is_template,
     parse_template,
 )
+from .config import IMAGE_FOR_EVENT as _IMAGE_FOR_EVENT
 
 #: DynamoDB's limits on key attribute values, in bytes.
 MAX_PARTITION_KEY_BYTES = 2048
@@ -72,8 +73,6 @@ _BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _NOT_BASE64 = str.maketrans("", "", _BASE64_ALPHABET + "=")
 #: What the base64 decoder skips between groups: every character up to U+0020.
 _SPACES = {c: 0x20 for c in range(0x20)}
-
-_IMAGE_FOR_EVENT = {"INSERT": "NewImage", "MODIFY": "NewImage", "REMOVE": "OldImage"}
 
 Identity = tuple[tuple[str, str, Any], ...]
 """Hashable form of a key; equal exactly when DynamoDB treats two keys as one item."""
@@ -344,6 +343,17 @@ def _checked_binary(raw: Any, source_attr: str, max_bytes: int) -> bytes:
     if isinstance(raw, bytes | bytearray):
         data: bytes | None = bytes(raw)
     elif isinstance(raw, str):
+        # Refused before decoding when it cannot fit. Base64 that decode_base64 takes is
+        # groups of four characters (whitespace aside), each 3 bytes less one per "=" (more
+        # groups may follow a padded one, so a group may hold a single byte): the exact size
+        # of what it decodes to. A value DynamoDB would refuse anyway is refused either way.
+        if len(raw) > 4 * max_bytes:
+            spaced = raw.translate(_SPACES)
+            groups = (len(spaced) - spaced.count(" ")) // 4
+            if 3 * groups - spaced.count("=") > max_bytes:
+                raise Unmappable(
+                    f"source attribute '{source_attr}' is longer than {max_bytes} bytes"
+                )
         data = decode_base64(raw)
         if data is None:
             raise Unmappable(f"source attribute '{source_attr}' is not base64 DynamoDB can read")

@@ -6,31 +6,18 @@ stays free of boto3 and of anything else heavier than the standard library.
 
 Environment variables:
 
-``SCAVENGER_TARGET_TABLE``
-    Name of the (first) table whose items are deleted.
-``SCAVENGER_TARGET_TABLE_1``, ``SCAVENGER_TARGET_TABLE_2``, ...
-    Names of the second, third, ... target (version 2 only).
+``SCAVENGER_TARGET_TABLE``, ``SCAVENGER_TARGET_TABLE_1``, ``SCAVENGER_TARGET_TABLE_2``, ...
+    Names of the first, second, third, ... table whose items are deleted.
 ``SCAVENGER_CONFIG``
-    JSON object. With one target, version 1::
-
-        {
-          "version": 1,
-          "key_mapping": {"<target key attribute>": "<source attribute>", ...},
-          "key_types": {"<target key attribute>": "S" | "N" | "B", ...},
-          "sort_key": "<target sort key attribute>" | null,
-          "event_names": ["INSERT", ...],
-          "max_concurrency": 8,
-          "max_attempts": 8,
-          "dry_run": false
-        }
-
-    With several targets, version 2: the per-target fields move into a list whose
-    n-th entry describes the table named by the n-th environment variable above::
+    JSON object of one shape, however many targets: the n-th entry of ``targets``
+    describes the table named by the n-th variable above::
 
         {
           "version": 2,
-          "targets": [{"key_mapping": ..., "key_types": ..., "sort_key": ...,
-                       "event_names": [...]}, ...],
+          "targets": [{"key_mapping": {"<target key attribute>": "<source attribute>", ...},
+                       "key_types": {"<target key attribute>": "S" | "N" | "B", ...},
+                       "sort_key": "<target sort key attribute>" | null,
+                       "event_names": ["INSERT", ...]}, ...],
           "max_concurrency": 8,
           "max_attempts": 8,
           "dry_run": false
@@ -38,6 +25,11 @@ Environment variables:
 
     ``key_types`` may be empty when the target's key schema is not known at
     synth time (an imported table); the runtime then accepts S, N and B.
+
+    One shape, one version: the writer (the construct) and the reader (this asset)
+    always ship and deploy together, since a function's code and its environment
+    change in the same update, so a deployed function never meets an older shape and
+    the reader accepts none (version 1, the flat single-target shape, is not read).
 ``SCAVENGER_LOG_ITEMS``
     ``"true"`` to let debug log lines carry key values. Off by default.
 """
@@ -49,14 +41,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-CONFIG_VERSION = 1
-#: The version written when there are several targets.
-MULTI_TARGET_VERSION = 2
+#: The one version of ``SCAVENGER_CONFIG`` (see the module docstring).
+CONFIG_VERSION = 2
 ENV_TARGET_TABLE = "SCAVENGER_TARGET_TABLE"
 ENV_CONFIG = "SCAVENGER_CONFIG"
 ENV_LOG_ITEMS = "SCAVENGER_LOG_ITEMS"
 
-EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
+#: The function's handler, as Lambda names it: the ``scavenger`` package is the asset's root.
+HANDLER = "scavenger.handler.handler"
+
+#: The stream image each event carries its item in (REMOVE: the item as it was).
+IMAGE_FOR_EVENT = {"INSERT": "NewImage", "MODIFY": "NewImage", "REMOVE": "OldImage"}
+EVENT_NAMES = tuple(IMAGE_FOR_EVENT)
 KEY_TYPES = ("S", "N", "B")
 
 #: CloudWatch namespace of the function's own metrics (embedded metric format).
@@ -272,11 +268,8 @@ class ScavengerConfig:
             "max_attempts": self.max_attempts,
             "dry_run": self.dry_run,
         }
-        if len(self.targets) == 1:
-            body = {"version": CONFIG_VERSION, **self.targets[0].to_json(), **options}
-        else:
-            targets = [t.to_json() for t in self.targets]
-            body = {"version": MULTI_TARGET_VERSION, "targets": targets, **options}
+        targets = [t.to_json() for t in self.targets]
+        body = {"version": CONFIG_VERSION, "targets": targets, **options}
         env = {target_table_env(i): t.table for i, t in enumerate(self.targets)}
         env[ENV_CONFIG] = json.dumps(body, sort_keys=True, separators=(",", ":"))
         if self.log_items:
@@ -292,15 +285,15 @@ class ScavengerConfig:
             raise ConfigError(f"environment variable {missing} is not set") from None
         except json.JSONDecodeError as err:
             raise ConfigError(f"{ENV_CONFIG} is not JSON: {err}") from None
-        version = raw.get("version") if isinstance(raw, dict) else None
-        if version == CONFIG_VERSION:
-            entries = [raw]
-        elif version == MULTI_TARGET_VERSION and isinstance(raw.get("targets"), list):
-            entries = raw["targets"]
-        else:
+        if (
+            not isinstance(raw, dict)
+            or raw.get("version") != CONFIG_VERSION
+            or not isinstance(raw.get("targets"), list)
+        ):
             raise ConfigError(
-                f"{ENV_CONFIG} must be a version {CONFIG_VERSION} or {MULTI_TARGET_VERSION} object"
+                f"{ENV_CONFIG} must be a version {CONFIG_VERSION} object with a targets list"
             )
+        entries = raw["targets"]
         targets = []
         for index, entry in enumerate(entries):
             name = target_table_env(index)

@@ -26,15 +26,17 @@ def emf_document(
     timestamp_ms: int,
     target_table: str | None = None,
 ) -> dict[str, Any]:
-    """The EMF object for one invocation's ``values`` (keys from ``config.METRICS``).
+    """The EMF object for one invocation's ``values`` (names from ``config.METRICS``).
 
-    With ``target_table``, the values are one target's (``config.TARGET_METRICS``) and
-    carry the ``TargetTable`` dimension as well.
+    With ``target_table``, the values are one target's (names from ``config.TARGET_METRICS``)
+    and carry the ``TargetTable`` dimension as well. A name outside its table raises: the
+    construct's alarms and dashboard know only the table's metrics, and its units.
     """
-    allowed = METRICS if target_table is None else TARGET_METRICS
-    unknown = set(values) - set(allowed)
+    table = METRICS if target_table is None else TARGET_METRICS
+    unknown = set(values) - set(table)
     if unknown:
-        raise ValueError(f"not metrics of the contract: {sorted(unknown)}")
+        kind = "per-target metrics" if target_table is not None else "metrics"
+        raise ValueError(f"not {kind} of the contract: {sorted(unknown)}")
     dimensions = {METRICS_DIMENSION: function_name}
     if target_table is not None:
         dimensions[TARGET_DIMENSION] = target_table

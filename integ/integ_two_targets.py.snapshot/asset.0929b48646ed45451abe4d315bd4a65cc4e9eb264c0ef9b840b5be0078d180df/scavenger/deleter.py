@@ -79,15 +79,21 @@ class Deadline:
 
 @dataclass
 class DeleteStats:
-    """Counts for one call of :meth:`BatchDeleter.delete`."""
+    """Counts for one call of :meth:`BatchDeleter.delete` (the summary line's ``deletes``)."""
 
+    #: ``BatchWriteItem`` requests sent, retries included.
     requests: int = 0
+    #: Requests sent again after a backoff.
     retries: int = 0
+    #: Keys an answer handed back in ``UnprocessedItems``, summed over attempts.
     unprocessed: int = 0
+    #: Failed requests by code: throttled, and anything else (a malformed answer too).
     throttles: int = 0
     errors: int = 0
+    #: Chunks halved to isolate a key DynamoDB rejects on its own.
     splits: int = 0
     consumed_wcu: float = 0.0
+    #: Failed requests per error code (``MalformedResponse``, ``ChecksumMismatch``, ...).
     error_codes: dict[str, int] = field(default_factory=dict)
 
     def error(self, code: str) -> None:
