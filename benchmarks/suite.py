@@ -174,7 +174,7 @@ def function_target(stack: Any, function: Any) -> Target:
     """A scavenger function of a loaded stack, its target tables read from its environment
     (``SCAVENGER_TARGET_TABLE``, ``SCAVENGER_TARGET_TABLE_1``, ... and ``SCAVENGER_CONFIG``
     version 1 or 2, the contract of ``runtime/scavenger/config.py``)."""
-    from stream_scavenger.local.runner import table_names_for
+    from stream_scavenger.local.event_source_mapping import table_names_for
     from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 
     # Local table names are the logical IDs, so each target's table is its logical ID.

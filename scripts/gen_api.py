@@ -310,12 +310,18 @@ def contract_section() -> list[str]:
     return out
 
 
+#: The local runner's modules, in reading order (the old names runner, check and redrive
+#: are deprecated aliases and not documented).
+LOCAL_MODULES = ("dynamodb_local", "assembly", "invoker", "event_source_mapping", "scenario")
+
+
 def local_section() -> list[str]:
     out = ["## Local running: `stream_scavenger.local` (extra `local`)", ""]
-    for name in ("dynamodb_local", "assembly", "invoker", "runner", "check", "redrive"):
-        module = parse(f"local/{name}.py")
+    modules = [f"local/{name}" for name in LOCAL_MODULES] + ["redrive"]
+    for path in modules:
+        module = parse(f"{path}.py")
         out += [
-            f"### `stream_scavenger.local.{name}`",
+            f"### `stream_scavenger.{path.replace('/', '.')}`",
             "",
             first_paragraph(doc(module)),
             "",

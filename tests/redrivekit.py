@@ -20,7 +20,7 @@ import pytest
 from stream_scavenger import cli
 from stream_scavenger.local.assembly import FunctionDef, load_assembly
 from stream_scavenger.local.dynamodb_local import local_client
-from stream_scavenger.local.runner import (
+from stream_scavenger.local.event_source_mapping import (
     LocalEventSourceMapping,
     SqsDestination,
     create_table,

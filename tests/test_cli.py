@@ -17,8 +17,8 @@ from sqsserver import sqs_endpoint_fixture  # noqa: F401 - the sqs_endpoint fixt
 
 from stream_scavenger import cli
 from stream_scavenger.cli import main
-from stream_scavenger.local.check import example_app, synthesize
 from stream_scavenger.local.dynamodb_local import local_client
+from stream_scavenger.local.scenario import example_app, synthesize
 from testkit.events import record
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,8 +14,12 @@ from aws_cdk.assertions import Template
 
 from stream_scavenger import StreamScavenger
 from stream_scavenger.local.assembly import load_assembly
+from stream_scavenger.local.event_source_mapping import (
+    LocalEventSourceMapping,
+    create_table,
+    table_names_for,
+)
 from stream_scavenger.local.invoker import SubprocessInvoker
-from stream_scavenger.local.runner import LocalEventSourceMapping, create_table, table_names_for
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger
 from testkit.events import Context, event, record

@@ -14,9 +14,13 @@ from aws_cdk import aws_dynamodb as dynamodb
 
 from stream_scavenger import StreamScavenger
 from stream_scavenger.local.assembly import load_assembly
-from stream_scavenger.local.check import check_assembly
+from stream_scavenger.local.event_source_mapping import (
+    LocalEventSourceMapping,
+    create_table,
+    table_names_for,
+)
 from stream_scavenger.local.invoker import SubprocessInvoker
-from stream_scavenger.local.runner import LocalEventSourceMapping, create_table, table_names_for
+from stream_scavenger.local.scenario import check_assembly
 from testkit.tables import scan_keys
 
 pytestmark = pytest.mark.ddb  # end to end: the example app synthesized in a subprocess

@@ -12,7 +12,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk.assertions import Template
 
 from stream_scavenger import ScavengerConfigError, StreamScavenger
-from stream_scavenger.local.check import check_assembly
+from stream_scavenger.local.scenario import check_assembly
 from stream_scavenger.runtime.scavenger.config import (
     ConfigError,
     Placeholder,

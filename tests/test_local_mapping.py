@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from shardedstreams import Shard, ShardedStreams
 
-from stream_scavenger.local.invoker import FunctionError
-from stream_scavenger.local.runner import (
+from stream_scavenger.local.event_source_mapping import (
     Checkpoints,
     FileDestination,
     LocalEventSourceMapping,
 )
+from stream_scavenger.local.invoker import FunctionError
 
 PROPS = {
     "BatchSize": 10,
@@ -432,7 +432,7 @@ def test_a_checkpoint_torn_while_being_saved_leaves_the_last_one(
 
 def test_a_filter_without_a_pattern_string_is_refused_not_dropped() -> None:
     """Dropping an unreadable filter would select more than the mapping does."""
-    from stream_scavenger.local.runner import MappingFilters
+    from stream_scavenger.local.event_source_mapping import MappingFilters
 
     good = {"Pattern": json.dumps({"eventName": ["INSERT"]})}
     with pytest.raises(ValueError, match="no Pattern string"):

@@ -36,7 +36,7 @@ src, dst = ddb.Table(stack, "Src", **key), ddb.Table(stack, "Dst", **key)
 StreamScavenger(stack, "S", source_table=src, target_table=dst)
 app.synth()
 print(stream_scavenger.__file__)
-from stream_scavenger.local.check import example_app
+from stream_scavenger.local.scenario import example_app
 print(example_app())
 """
 

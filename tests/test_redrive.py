@@ -30,11 +30,11 @@ from redrivekit import (
 from shardedstreams import Shard, ShardedStreams
 from sqsserver import sqs_endpoint_fixture  # noqa: F401 - the sqs_endpoint fixture
 
-from stream_scavenger.local import redrive as redrive_module
+from stream_scavenger import redrive as redrive_module
 from stream_scavenger.local.assembly import load_assembly
-from stream_scavenger.local.check import example_app, synthesize
 from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
-from stream_scavenger.local.runner import create_table, on_failure_message
+from stream_scavenger.local.event_source_mapping import create_table, on_failure_message
+from stream_scavenger.local.scenario import example_app, synthesize
 from stream_scavenger.runtime.scavenger import handler as handler_module
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from stream_scavenger.runtime.scavenger.handler import Scavenger, make_client

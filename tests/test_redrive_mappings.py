@@ -31,8 +31,8 @@ from redrivekit import (
 from sqsserver import sqs_endpoint_fixture  # noqa: F401 - the sqs_endpoint fixture
 
 from stream_scavenger import StreamScavenger
-from stream_scavenger.local.redrive import BatchRange, Kept, Outcome, _selected
-from stream_scavenger.local.runner import MappingFilters
+from stream_scavenger.local.event_source_mapping import MappingFilters
+from stream_scavenger.redrive import BatchRange, Kept, Outcome, _selected
 
 pytestmark = pytest.mark.ddb
 PAID = {"dynamodb": {"NewImage": {"status": {"S": ["PAID"]}}}}

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from stream_scavenger.local.check import example_app, synthesize
+from stream_scavenger.local.scenario import example_app, synthesize
 from testkit.proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.ddb

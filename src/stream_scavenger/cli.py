@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .local.assembly import AssemblyError, FunctionDef, StackDef, load_assembly
-from .local.check import CheckReport, check_assembly, example_app, synthesize
 from .local.dynamodb_local import (
     LOCAL_CLIENT_SETTINGS,
     DynamoDBLocal,
     DynamoDBLocalError,
     local_client,
 )
-from .local.invoker import FunctionError, SubprocessInvoker
-from .local.runner import (
+from .local.event_source_mapping import (
     Checkpoints,
     Destination,
     FileDestination,
@@ -31,6 +29,8 @@ from .local.runner import (
     create_table,
     table_names_for,
 )
+from .local.invoker import FunctionError, SubprocessInvoker
+from .local.scenario import CheckReport, check_assembly, example_app, synthesize
 from .runtime.scavenger.config import ScavengerConfig
 
 EXIT_CODES = """exit status:
@@ -321,7 +321,7 @@ def _function_environment(
     args: argparse.Namespace, clients: dict[str, Any]
 ) -> tuple[dict[str, str], Any]:
     """The scavenger's environment and its event source mappings (whose filters apply)."""
-    from .local.redrive import assembly_mappings, deployed_mappings
+    from .redrive import assembly_mappings, deployed_mappings
 
     if args.function_name:
         return deployed_mappings(clients["lambda"], args.function_name)
@@ -333,7 +333,7 @@ def _function_environment(
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    from .local.redrive import redrive
+    from .redrive import redrive
     from .runtime.scavenger.handler import Scavenger, make_client
 
     if args.function_arn and not args.cloud_assembly:
