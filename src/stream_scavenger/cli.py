@@ -156,10 +156,7 @@ def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
         on_failure = FileDestination(Path(args.on_failure_file))
         where = f"appended to {args.on_failure_file}"
     elif args.on_failure_queue_url:
-        import boto3
-
-        sqs_url = args.sqs_endpoint_url
-        sqs = local_client("sqs", sqs_url) if sqs_url else boto3.client("sqs")
+        sqs = _client("sqs", args.sqs_endpoint_url)
         on_failure = SqsDestination(sqs, args.on_failure_queue_url)
         where = f"sent to {args.on_failure_queue_url} (`stream-scavenger redrive` replays them)"
     with _Endpoint(args.endpoint_url).open() as (url, ddb, streams):
@@ -299,21 +296,22 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clients(args: argparse.Namespace) -> dict[str, Any]:
-    """boto3 clients: local endpoints get dummy credentials; otherwise your normal AWS setup
-    (Lambda's only with --function-name)."""
+def _client(service: str, url: str | None) -> Any:
+    """A boto3 client: a local endpoint gets dummy credentials; otherwise your normal AWS setup."""
     import boto3
 
-    def client(service: str, url: str | None) -> Any:
-        return boto3.client(service) if url is None else local_client(service, url)
+    return boto3.client(service) if url is None else local_client(service, url)
 
+
+def _clients(args: argparse.Namespace) -> dict[str, Any]:
+    """The redrive's clients (Lambda's only with --function-name)."""
     clients = {
-        "dynamodb": client("dynamodb", args.endpoint_url),
-        "dynamodbstreams": client("dynamodbstreams", args.endpoint_url),
-        "sqs": client("sqs", args.sqs_endpoint_url),
+        "dynamodb": _client("dynamodb", args.endpoint_url),
+        "dynamodbstreams": _client("dynamodbstreams", args.endpoint_url),
+        "sqs": _client("sqs", args.sqs_endpoint_url),
     }
     if args.function_name:
-        clients["lambda"] = boto3.client("lambda")
+        clients["lambda"] = _client("lambda", None)
     return clients
 
 
