@@ -21,6 +21,13 @@ return a :class:`Fault`:
   answer after the deletes, its checksum made wrong);
 - ``Fault.no_crc()``: DynamoDB Local's own answer without the ``x-amz-crc32`` header.
 
+Capacity (:class:`WriteCapacity`, ``capacity={table: WriteCapacity(rate)}``): a token
+bucket of write units per target table, answering ``BatchWriteItem`` as DynamoDB does when
+a table is under-provisioned: the deletes that fit are made, the rest come back in
+``UnprocessedItems``, and ``ProvisionedThroughputExceededException`` only when none fits. A
+delete costs one write unit per started KB of the item it deletes, one for an item already
+gone (DynamoDB Local never throttles, so this is the only throttling the suite sees).
+
 Latency: every request waits half of ``latency_ms`` before it is handled and half before
 its answer goes back, so each call pays one round trip on top of DynamoDB Local's time.
 
@@ -40,6 +47,7 @@ with the argument each use needs first.
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.client
 import json
@@ -151,11 +159,85 @@ def no_faults(index: int, body: dict[str, Any]) -> Fault | None:
     return None
 
 
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size in bytes by DynamoDB's rules: attribute names plus values (strings and
+    binaries by length, numbers about one byte per two digits, 3 bytes per list or map)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    ((kind, data),) = value.items()
+    if kind == "S":
+        return len(data.encode())
+    if kind == "B":
+        return len(base64.b64decode(data))
+    if kind == "N":
+        return (len(data.lstrip("-").replace(".", "").lstrip("0")) + 1) // 2 + 1
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "BS", "NS"):
+        return sum(_value_size({kind[0]: member}) for member in data)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(member) for member in data)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + _value_size(v) for k, v in data.items())
+    raise ValueError(f"unknown attribute type {kind!r}")
+
+
+def delete_cost(item: dict[str, Any] | None) -> int:
+    """Write units of deleting ``item`` (None: already gone): one per started KB, at least one."""
+    return 1 if item is None else max(1, -(-item_size(item) // 1024))
+
+
+class WriteCapacity:
+    """A table's provisioned write capacity: a token bucket of ``units_per_s`` that banks
+    unused capacity for up to ``burst_s`` seconds (DynamoDB keeps 300), starting with
+    ``banked_s`` seconds of it. ``clock`` is for tests."""
+
+    def __init__(
+        self,
+        units_per_s: float,
+        *,
+        burst_s: float = 300.0,
+        banked_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if units_per_s <= 0 or not 0 <= banked_s <= burst_s:
+            raise ValueError("units_per_s must be > 0 and 0 <= banked_s <= burst_s")
+        self.units_per_s, self.burst_s, self._clock = units_per_s, burst_s, clock
+        self._level = units_per_s * banked_s
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def take(self, costs: list[int]) -> list[bool]:
+        """Which of the deletes costing ``costs``, in order, fit now; those are paid for."""
+        with self._lock:
+            now = self._clock()
+            ceiling = self.units_per_s * self.burst_s
+            self._level = min(ceiling, self._level + (now - self._at) * self.units_per_s)
+            self._at = now
+            fits = []
+            for cost in costs:
+                fit = cost <= self._level
+                if fit:
+                    self._level -= cost
+                fits.append(fit)
+            return fits
+
+
 @dataclass
 class Counts:
     """What the proxy saw; calling it gives the counters as plain dicts (JSON-ready)."""
 
-    GROUPS: ClassVar[tuple[str, ...]] = ("operations", "statuses", "errors", "faults")
+    GROUPS: ClassVar[tuple[str, ...]] = (
+        "operations",
+        "statuses",
+        "errors",
+        "faults",
+        "write_units",
+        "write_units_absent",
+        "throttled_deletes",
+    )
 
     #: Requests per operation (``X-Amz-Target``), refused ones not counted.
     operations: Counter[str] = field(default_factory=Counter)
@@ -169,6 +251,11 @@ class Counts:
     batch_items: list[int] = field(default_factory=list)
     #: (table, key as JSON with sorted keys) answered ValidationException in a one-key request.
     rejected_alone: set[tuple[str, str]] = field(default_factory=set)
+    #: Under a :class:`WriteCapacity`: write units consumed per table, the part of them spent
+    #: on items already gone (re-deletes), and the deletes answered unprocessed.
+    write_units: Counter[str] = field(default_factory=Counter)
+    write_units_absent: Counter[str] = field(default_factory=Counter)
+    throttled_deletes: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __call__(self) -> dict[str, dict[str, int]]:
@@ -226,6 +313,7 @@ class LoopbackProxy:
         *,
         schedule: Schedule | None = None,
         latency_ms: float = 0.0,
+        capacity: dict[str, WriteCapacity] | None = None,
         seed: int = 0,
         max_seconds: float = 3600.0,
         max_requests: int = 1_000_000,
@@ -237,6 +325,7 @@ class LoopbackProxy:
             raise ValueError("latency_ms must be 0..10000")
         self.upstream_host, self.upstream_port = parsed.hostname, parsed.port
         self.schedule: Schedule = schedule or no_faults
+        self.capacity = dict(capacity or {})
         self.latency_s = latency_ms / 1000.0
         self.max_seconds, self.max_requests = max_seconds, max_requests
         self.counts = Counts()
@@ -324,6 +413,8 @@ class LoopbackProxy:
 
     def _answer(self, handler: _Handler, body: bytes, fault: Fault | None) -> _Answer | None:
         """What goes back for this request; None: close the connection without an answer."""
+        if fault is None and self.capacity and _is_batch_write(handler):
+            return self._within_capacity(handler, json.loads(body))
         if fault is None:
             return self._forward(handler, body)
         if fault.kind == "slow":
@@ -337,7 +428,8 @@ class LoopbackProxy:
                 self._forward(handler, body)
             return None
         if fault.kind == "unprocessed":
-            return self._partial(handler, json.loads(body), fault)
+            request = json.loads(body)
+            return self._partial(handler, request, self._held(request, fault))
         if fault.kind == "answer":
             if not fault.after:
                 return _Answer(200, [*JSON_HEADERS], fault.body or b"", fault.crc)
@@ -346,18 +438,68 @@ class LoopbackProxy:
             return _Answer(forwarded.status, forwarded.headers, own, fault.crc)
         raise ValueError(f"unknown fault kind {fault.kind!r}")
 
-    def _partial(self, handler: _Handler, request: dict[str, Any], fault: Fault) -> _Answer:
-        processed: dict[str, list[Any]] = {}
-        unprocessed: dict[str, list[Any]] = {}
+    def _within_capacity(self, handler: _Handler, request: dict[str, Any]) -> _Answer:
+        """Make the deletes the tables' capacity allows now; answer the rest unprocessed."""
+        held: dict[str, set[int]] = {}
+        for table, items in request["RequestItems"].items():
+            bucket = self.capacity.get(table)
+            if bucket is None:
+                continue
+            found = self._lookup(handler, table, [i["DeleteRequest"]["Key"] for i in items])
+            costs = [delete_cost(item) for item in found]
+            fits = bucket.take(costs)
+            held[table] = {i for i, fit in enumerate(fits) if not fit}
+            with self.counts.lock:
+                for item, cost, fit in zip(found, costs, fits, strict=True):
+                    if fit:
+                        self.counts.write_units[table] += cost
+                        self.counts.write_units_absent[table] += cost if item is None else 0
+                self.counts.throttled_deletes[table] += len(held[table])
+        total = sum(len(items) for items in request["RequestItems"].values())
+        if total and sum(len(h) for h in held.values()) == total:
+            code = "ProvisionedThroughputExceededException"
+            payload = {"__type": ERROR_TYPES[code] + code, "message": "capacity model"}
+            return _Answer(400, [*JSON_HEADERS], json.dumps(payload).encode())
+        return self._partial(handler, request, held)
+
+    def _lookup(
+        self, handler: _Handler, table: str, keys: list[dict[str, Any]]
+    ) -> list[dict[str, Any] | None]:
+        """The items under ``keys`` as DynamoDB Local has them now (None: absent)."""
+        distinct = list({json.dumps(k, sort_keys=True): k for k in keys}.values())
+        lookup = {"RequestItems": {table: {"Keys": distinct, "ConsistentRead": True}}}
+        answer = self._forward(handler, json.dumps(lookup).encode(), "BatchGetItem")
+        if answer.status != 200:
+            raise RuntimeError(f"capacity model: BatchGetItem answered {answer.status}")
+        items = json.loads(answer.body)["Responses"].get(table, [])
+        by_key = {
+            json.dumps({name: item[name] for name in keys[0]}, sort_keys=True): item
+            for item in items
+        }
+        return [by_key.get(json.dumps(k, sort_keys=True)) for k in keys]
+
+    def _held(self, request: dict[str, Any], fault: Fault) -> dict[str, set[int]]:
+        """Per table, the indexes of the items an ``unprocessed`` fault holds back."""
+        held: dict[str, set[int]] = {}
         for table, items in request["RequestItems"].items():
             if fault.pick is not None:
-                held = set(fault.pick(items))
+                held[table] = set(fault.pick(items))
             else:
                 count = round(len(items) * fault.fraction)
                 with self.counts.lock:
-                    held = set(self._rng.sample(range(len(items)), count))
-            processed[table] = [item for i, item in enumerate(items) if i not in held]
-            unprocessed[table] = [item for i, item in enumerate(items) if i in held]
+                    held[table] = set(self._rng.sample(range(len(items)), count))
+        return held
+
+    def _partial(
+        self, handler: _Handler, request: dict[str, Any], held: dict[str, set[int]]
+    ) -> _Answer:
+        """Forward all but the ``held`` items; answer those as ``UnprocessedItems``."""
+        processed: dict[str, list[Any]] = {}
+        unprocessed: dict[str, list[Any]] = {}
+        for table, items in request["RequestItems"].items():
+            back = held.get(table, set())
+            processed[table] = [item for i, item in enumerate(items) if i not in back]
+            unprocessed[table] = [item for i, item in enumerate(items) if i in back]
         processed = {t: v for t, v in processed.items() if v}
         unprocessed = {t: v for t, v in unprocessed.items() if v}
         answer: dict[str, Any] = {}
@@ -372,9 +514,15 @@ class LoopbackProxy:
         answer["UnprocessedItems"] = unprocessed
         return _Answer(200, headers, json.dumps(answer).encode(), crc="good")
 
-    def _forward(self, handler: _Handler, body: bytes) -> _Answer:
+    def _forward(self, handler: _Handler, body: bytes, operation: str = "") -> _Answer:
         skip = _HOP_BY_HOP | {"host"}
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in skip}
+        if operation:  # a request of the proxy's own (unsigned: DynamoDB Local does not check)
+            headers = {
+                "Content-Type": "application/x-amz-json-1.0",
+                "X-Amz-Target": f"DynamoDB_20120810.{operation}",
+                "Authorization": headers.get("Authorization", ""),
+            }
         for attempt in (1, 2):
             connection = handler.upstream
             if connection is None:
@@ -461,6 +609,10 @@ class LatencyProxy(LoopbackProxy):
             max_seconds=max_seconds,
             max_requests=max_requests,
         )
+
+
+def _is_batch_write(handler: _Handler) -> bool:
+    return handler.headers.get("X-Amz-Target", "").endswith(".BatchWriteItem")
 
 
 def _single_key(request: dict[str, Any]) -> set[tuple[str, str]]:

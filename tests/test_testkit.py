@@ -15,9 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.config import Config
 
+from stream_scavenger.local.dynamodb_local import local_client
 from testkit.events import make_batch, record
-from testkit.proxy import Fault, FaultProxy, LatencyProxy, LoopbackProxy, read_counts
+from testkit.proxy import (
+    Fault,
+    FaultProxy,
+    LatencyProxy,
+    LoopbackProxy,
+    WriteCapacity,
+    delete_cost,
+    item_size,
+    read_counts,
+)
+from testkit.tables import scan_keys
 
 TESTKIT = Path(__file__).resolve().parent.parent / "testkit"
 ANSWER = b'{"UnprocessedItems":{}}'
@@ -180,3 +192,73 @@ def test_latency_is_one_round_trip_and_the_budget_is_kept(upstream: str) -> None
 def test_only_a_loopback_upstream_is_forwarded_to() -> None:
     with pytest.raises(ValueError, match="loopback"):
         LoopbackProxy("http://192.0.2.1:8000")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_item_size_and_delete_cost_follow_dynamodbs_rules() -> None:
+    assert item_size({"pk": {"S": "abc"}}) == 5
+    assert item_size({"n": {"N": "-123.45"}}) == 1 + 4  # 5 digits: 3 bytes, +1
+    assert item_size({"m": {"M": {"a": {"BOOL": True}}}, "l": {"L": [{"NULL": True}]}}) == 1 + (
+        3 + 1 + 1 + 1
+    ) + 1 + (3 + 1 + 1)
+    assert delete_cost(None) == 1  # an item already gone still costs a write unit
+    assert delete_cost({"pk": {"S": "x" * 1022}}) == 1  # 2 + 1022 bytes: 1 KB
+    assert delete_cost({"pk": {"S": "x" * 1023}}) == 2  # one per started KB
+
+
+def test_a_token_bucket_refills_at_its_rate_and_banks_at_most_its_burst() -> None:
+    clock = _Clock()
+    bucket = WriteCapacity(10, burst_s=300, clock=clock)
+    assert bucket.take([1]) == [False]  # nothing banked at the start
+    clock.now = 1.0
+    assert bucket.take([4, 4, 4]) == [True, True, False]
+    clock.now = 10_000.0
+    assert sum(bucket.take([1] * 4000)) == 3000  # at most 300 s of 10 units banked
+    with pytest.raises(ValueError):
+        WriteCapacity(0)
+
+
+@pytest.mark.ddb
+def test_under_capacity_batch_write_item_answers_as_dynamodb_does(
+    ddb_local: Any, make_table: Any
+) -> None:
+    table = make_table({"pk": "S"})
+    client = ddb_local.client("dynamodb")
+    small = [{"pk": {"S": f"k{i}"}} for i in range(20)]
+    for item in [*small, {"pk": {"S": "big"}, "body": {"S": "x" * 3000}}]:
+        client.put_item(TableName=table, Item=item)
+    clock = _Clock()
+    capacity = {table: WriteCapacity(10, clock=clock)}
+    with LoopbackProxy(ddb_local.endpoint_url, capacity=capacity) as proxy:
+        once = Config(retries={"total_max_attempts": 1})
+        through = local_client("dynamodb", proxy.url, config=once)
+
+        def delete(keys: list[dict[str, Any]]) -> dict[str, Any]:
+            request = [{"DeleteRequest": {"Key": k}} for k in keys]
+            answer: dict[str, Any] = through.batch_write_item(RequestItems={table: request})
+            return answer
+
+        # Nothing fits: the whole request is refused, nothing deleted.
+        with pytest.raises(through.exceptions.ProvisionedThroughputExceededException):
+            delete(small[:5])
+        clock.now = 1.0  # 10 units: the big item (3 KB: 3 units) and 7 small ones fit
+        keys = [{"pk": {"S": "big"}}, *small[:10]]
+        left = delete(keys)["UnprocessedItems"][table]
+        assert [u["DeleteRequest"]["Key"] for u in left] == small[7:10]
+        remaining = scan_keys(client, table, ["pk"])
+        assert remaining == {(f"k{i}",) for i in range(7, 20)}
+        clock.now = 2.0  # re-deleting gone items still costs one unit each
+        assert delete(small[:10])["UnprocessedItems"] == {}
+        counts = proxy.counts()
+    assert counts["write_units"] == {table: 20}
+    assert counts["write_units_absent"] == {table: 7}
+    assert counts["throttled_deletes"] == {table: 5 + 3}
+    assert counts["errors"] == {"BatchWriteItem:ProvisionedThroughputExceededException": 1}
+    assert counts["operations"] == {"BatchWriteItem": 3}  # the model's own lookups not counted
