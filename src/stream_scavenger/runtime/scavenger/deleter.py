@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -133,6 +134,41 @@ class DeleteResult:
     def deleted_count(self) -> int:
         """Keys confirmed deleted, over all tables."""
         return sum(len(identities) for identities in self.deleted.values())
+
+
+RecordId = tuple[str, str, str]
+"""A stream record's ``eventSourceARN``, ``eventID`` and ``dynamodb.SequenceNumber``."""
+
+#: Records whose deletes one container remembers: a few of Lambda's largest batches.
+CONFIRMED_CAPACITY = 50_000
+
+
+class ConfirmedDeletes:
+    """The records, per target table, whose delete this container has seen confirmed.
+
+    Lambda replays every record after the lowest reported one, and deleting an item that
+    is already gone still costs a write unit; a replayed record found here is acknowledged
+    without a request. That is also what the user meant: a replay must not delete an item
+    created again since. Bounded: the oldest are forgotten first (a forgotten record is
+    deleted again, which is harmless).
+    """
+
+    def __init__(self, capacity: int = CONFIRMED_CAPACITY) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[tuple[str, RecordId], None] = OrderedDict()
+
+    def __contains__(self, entry: tuple[str, RecordId]) -> bool:
+        return entry in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, table: str, record: RecordId) -> None:
+        """Remember that ``record``'s key in ``table`` was confirmed deleted."""
+        self._seen[(table, record)] = None
+        self._seen.move_to_end((table, record))
+        while len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
 
 
 def chunks(keys: Sequence[TargetKey], size: int = CHUNK_SIZE) -> Iterator[Sequence[TargetKey]]:

@@ -5,7 +5,9 @@ target that acts on its event (``records``), delete the distinct keys of all tar
 together (``deleter``), answer with the partial-batch response for streams, and report
 the counts. Lambda checkpoints at the lowest reported sequence number and replays
 everything after it, so every record with a key (in any target) that was not
-confirmed deleted is reported; deletes are idempotent, so replays are harmless. The
+confirmed deleted is reported; deletes are idempotent, so replays are harmless, and a
+replayed record whose delete this container already confirmed is acknowledged without a
+request (``deleter.ConfirmedDeletes``). The
 exceptions are records that can never succeed (unmappable, including keys DynamoDB
 rejects on their own): they are logged and counted, not reported, so they do not
 block the shard.
@@ -16,13 +18,13 @@ the EMF metric lines (``metrics``) of :data:`SUMMARY_METRICS`. The log line's me
 reported, else INFO; its ``summary`` field is :class:`Summary`, with no item data::
 
     {"records": 72, "matched": 70, "skipped": 1, "unmappable": 1, "distinct_keys": 50,
-     "duplicates": 20, "deleted": 50, "reported": 0,
+     "duplicates": 20, "deleted": 50, "reported": 0, "remembered": 0,
      "deletes": {"requests": 4, "retries": 2, "unprocessed": 0, "throttles": 2,
                  "errors": 0, "splits": 0, "consumed_wcu": 50.0,
                  "error_codes": {"ThrottlingException": 2}},
      "timed_out": false, "not_mapped": 0, "duration_ms": 41.7,
      "targets": [{"table": "staging", "matched": 70, "unmappable": 1,
-                  "duplicates": 20, "deleted": 50, "reported": 0}]}
+                  "duplicates": 20, "deleted": 50, "reported": 0, "remembered": 0}]}
 
 An event without a ``Records`` list logs an error instead of the summary line and
 emits zero counts.
@@ -47,10 +49,12 @@ from .deleter import (
     MIN_REQUEST_S,
     BatchDeleter,
     ChecksumMismatch,
+    ConfirmedDeletes,
     Deadline,
     DeleteResult,
     DeleteStats,
     DynamoDBClient,
+    RecordId,
 )
 from .logs import get_logger, quiet_sdk_loggers
 from .metrics import emit
@@ -99,6 +103,8 @@ class TargetSummary:
     duplicates: int = 0
     deleted: int = 0
     reported: int = 0
+    #: Records acknowledged without a request: this container confirmed their delete before.
+    remembered: int = 0
 
 
 @dataclass
@@ -118,6 +124,8 @@ class Summary:
     duplicates: int = 0
     deleted: int = 0
     reported: int = 0
+    #: Replayed records whose delete this container had confirmed (in some target): no request.
+    remembered: int = 0
     #: How the deletes went; all zero in a dry run, which sends no request.
     deletes: DeleteStats = field(default_factory=DeleteStats)
     timed_out: bool = False
@@ -208,6 +216,7 @@ class Scavenger:
         self._function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
         #: Counts of the most recent invocation (for tests and the local runner).
         self.last_summary = Summary()
+        self._confirmed = ConfirmedDeletes()
         extra = {"rng": rng} if rng is not None else {}
         self._deleter = BatchDeleter(
             client,
@@ -271,7 +280,8 @@ class Scavenger:
             batch.unmappable.add(index)
             self._log_unmappable(record, index, why, None)
             return
-        selected = named = False
+        selected = named = remembered = False
+        record_id = _record_id(record)
         for position, target in enumerate(self.config.targets):
             if event_name not in target.event_names:
                 continue
@@ -286,12 +296,16 @@ class Scavenger:
                 continue
             counts.matched += 1
             named = True
-            if not batch.add(position, index, key):
-                counts.duplicates += 1
             if self.config.log_items:
                 log.debug("key", extra={"table": key.table, "key": _printable(key.request)})
+            if record_id is not None and (key.table, record_id) in self._confirmed:
+                counts.remembered += 1
+                remembered = True
+            elif not batch.add(position, index, key):
+                counts.duplicates += 1
         summary.skipped += not selected
         summary.matched += named
+        summary.remembered += remembered
 
     def _delete(self, batch: MappedBatch, deadline: Deadline, summary: Summary) -> DeleteResult:
         """Delete the batch's distinct keys; a dry run takes them all as deleted, sending nothing.
@@ -304,6 +318,7 @@ class Scavenger:
             result = DeleteResult(deleted={t.table: set(keys) for t, keys in targets})
         else:
             result = self._deleter.delete(batch.distinct_keys(), deadline)
+            self._remember(batch, result)
         summary.deletes = result.stats
         summary.deleted = result.deleted_count
         for counts in summary.targets:
@@ -313,6 +328,15 @@ class Scavenger:
             self._unmap_rejected(batch, result, deadline, summary)
         summary.unmappable = len(batch.unmappable)
         return result
+
+    def _remember(self, batch: MappedBatch, result: DeleteResult) -> None:
+        """Note every record whose key a response confirmed, so a replay sends nothing."""
+        for target, named in zip(self.config.targets, batch.named, strict=True):
+            confirmed = result.deleted.get(target.table, set())
+            for index, identity in named:
+                record_id = _record_id(batch.records[index])
+                if identity in confirmed and record_id is not None:
+                    self._confirmed.add(target.table, record_id)
 
     def _unmap_rejected(
         self, batch: MappedBatch, result: DeleteResult, deadline: Deadline, summary: Summary
@@ -420,6 +444,17 @@ def _sequence_number(record: Any) -> str | None:
     stream = record.get("dynamodb") if isinstance(record, Mapping) else None
     value = stream.get("SequenceNumber") if isinstance(stream, Mapping) else None
     return value if isinstance(value, str) and value else None
+
+
+def _record_id(record: Any) -> RecordId | None:
+    """What names a stream record across replays; None when a part is missing."""
+    if not isinstance(record, Mapping):
+        return None
+    arn, event_id = record.get("eventSourceARN"), record.get("eventID")
+    sequence_number = _sequence_number(record)
+    if isinstance(arn, str) and isinstance(event_id, str) and sequence_number:
+        return (arn, event_id, sequence_number)
+    return None
 
 
 def _sequence_order(sequence_number: str) -> tuple[int, int, str, str]:

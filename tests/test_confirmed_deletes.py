@@ -1,0 +1,88 @@
+"""A replayed record whose delete this container already confirmed costs no request.
+
+Lambda replays every record after the lowest one reported; re-deleting an item that is
+gone still costs a write unit, and an item created again since must not be deleted by the
+old record's replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
+from stream_scavenger.runtime.scavenger.config import ScavengerConfig
+from stream_scavenger.runtime.scavenger.deleter import ConfirmedDeletes
+from stream_scavenger.runtime.scavenger.handler import Scavenger, make_client
+from testkit.events import Context, event, record
+from testkit.proxy import Fault, FaultProxy, first
+from testkit.tables import put_items, scan_keys
+
+KEYS = [f"k{i:02d}" for i in range(20)]
+
+
+def _first_five(items: list[dict[str, Any]]) -> list[int]:
+    return [i for i, item in enumerate(items) if item["DeleteRequest"]["Key"]["pk"]["S"] < "k05"]
+
+
+@pytest.fixture
+def proxy(ddb_local: Any) -> Iterator[FaultProxy]:
+    # The first request leaves k00..k04 unprocessed; with one attempt, they are reported.
+    with FaultProxy(ddb_local.endpoint_url, first(1, Fault.unprocessed(pick=_first_five))) as p:
+        yield p
+
+
+def _scavenger(proxy: FaultProxy, table: str) -> Scavenger:
+    config = ScavengerConfig.single(target_table=table, key_mapping={"pk": "pk"}, max_attempts=1)
+    return Scavenger(config, make_client(config, endpoint_url=proxy.url, **LOCAL_CLIENT_SETTINGS))
+
+
+def test_a_replay_sends_only_what_was_not_confirmed(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    table = make_table({"pk": "S"})
+    put_items(ddb, table, [{"pk": k} for k in KEYS])
+    batch = event(*(record("INSERT", {"pk": k}) for k in KEYS))
+    scavenger = _scavenger(proxy, table)
+
+    first_answer = scavenger.handle(batch, Context(30_000))
+    assert len(first_answer["batchItemFailures"]) == 5
+    assert scan_keys(ddb, table, ["pk"]) == {(k,) for k in KEYS[:5]}
+    put_items(ddb, table, [{"pk": "k10"}])  # created again after its delete was confirmed
+
+    # Lambda replays from the lowest reported record: the whole batch here.
+    replay = scavenger.handle(batch, Context(30_000))
+    assert replay == {"batchItemFailures": []}
+    assert proxy.counts.batch_items == [20, 5]  # the replay sent only k00..k04
+    assert scavenger.last_summary.remembered == 15
+    assert scavenger.last_summary.targets[0].remembered == 15
+    assert scavenger.last_summary.deleted == 5
+    assert scan_keys(ddb, table, ["pk"]) == {("k10",)}  # the old record left the new item
+
+
+def test_records_without_an_event_id_are_always_sent(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    table = make_table({"pk": "S"})
+    put_items(ddb, table, [{"pk": k} for k in KEYS])
+    records = [record("INSERT", {"pk": k}) for k in KEYS]
+    for r in records:
+        del r["eventID"]
+    scavenger = _scavenger(proxy, table)
+    scavenger.handle(event(*records), Context(30_000))
+    scavenger.handle(event(*records), Context(30_000))
+    assert proxy.counts.batch_items == [20, 20]
+    assert scavenger.last_summary.remembered == 0
+
+
+def test_the_memory_is_bounded_oldest_first() -> None:
+    memory = ConfirmedDeletes(capacity=2)
+    a, b, c = (("arn", f"e{i}", str(i)) for i in range(3))
+    memory.add("t", a)
+    memory.add("t", b)
+    memory.add("t", c)
+    assert (("t", a) in memory, ("t", b) in memory, ("t", c) in memory) == (False, True, True)
+    assert ("u", b) not in memory  # per target table
+    assert len(memory) == 2
