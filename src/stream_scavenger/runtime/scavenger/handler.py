@@ -7,10 +7,9 @@ the counts. Lambda checkpoints at the lowest reported sequence number and replay
 everything after it, so every record with a key (in any target) that was not
 confirmed deleted is reported; deletes are idempotent, so replays are harmless, and a
 replayed record whose delete this container already confirmed is acknowledged without a
-request (``deleter.ConfirmedDeletes``). The
-exceptions are records that can never succeed (unmappable, including keys DynamoDB
-rejects on their own): they are logged and counted, not reported, so they do not
-block the shard.
+request (``deleter.ConfirmedDeletes``). The exceptions are records that can never
+succeed (unmappable, including keys DynamoDB rejects on their own): they are logged and
+counted, not reported, so they do not block the shard.
 
 The report, written also when the batch must fail whole, is one summary log line and
 the EMF metric lines (``metrics``) of :data:`SUMMARY_METRICS`. The log line's message is
