@@ -27,6 +27,7 @@ __all__ = [
     "ScavengerTarget",
     "StreamScavenger",
 ]
+# The one definition of the version: pyproject.toml reads it ([tool.hatch.version]).
 __version__ = "0.1.0"
 
 _HOMES = {
