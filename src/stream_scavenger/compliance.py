@@ -14,6 +14,13 @@ LIST_STREAMS_WILDCARD = Acknowledgment(
     reason="dynamodb:ListStreams, which the event source mapping calls, supports no "
     "resource-level permissions; every other action of the policy names its resource",
 )
+#: Replaces LIST_STREAMS_WILDCARD's reason (one finding ID per role) when tracing is on.
+WILDCARD_RESOURCES_WITH_XRAY = Acknowledgment(
+    id=LIST_STREAMS_WILDCARD.id,
+    reason="dynamodb:ListStreams, which the event source mapping calls, and "
+    "xray:PutTraceSegments and xray:PutTelemetryRecords, which tracing adds, support no "
+    "resource-level permissions; every other action of the policy names its resource",
+)
 QUEUE_IS_A_DLQ = Acknowledgment(
     id="AwsSolutions-SQS3",
     reason="this queue is itself the dead-letter (on-failure) destination of the event "

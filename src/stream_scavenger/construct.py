@@ -10,6 +10,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
@@ -92,12 +93,15 @@ class StreamScavenger(Construct):
         max_record_age: Duration = DEFAULT_MAX_RECORD_AGE,
         bisect_batch_on_error: bool = True,
         on_failure: lambda_.IEventSourceDlq | None = None,
+        enabled: bool = True,
         filters: Sequence[Mapping[str, Any]] | None = None,
+        filter_encryption: kms.IKey | None = None,
         memory_size: int = DEFAULT_MEMORY_SIZE,
         timeout: Duration = DEFAULT_TIMEOUT,
         log_retention: logs.RetentionDays = DEFAULT_LOG_RETENTION,
         log_level: str = "INFO",
         log_item_keys: bool = False,
+        tracing: lambda_.Tracing | None = None,
         alarm_thresholds: AlarmThresholds | None = None,
         alarm_actions: Sequence[cloudwatch.IAlarmAction] | None = None,
         alarm_topic: sns.ITopic | None = None,
@@ -128,14 +132,25 @@ class StreamScavenger(Construct):
         :param bisect_batch_on_error: Split a failing batch before retrying. Default: True.
         :param on_failure: Where to report records given up on. Default: an encrypted,
             TLS-only SQS queue with 14-day retention, made by the construct.
+        :param enabled: False pauses the mapping without deleting it (``Enabled: false``):
+            Lambda reads nothing until it is enabled again, and records older than the
+            stream's 24 hours are lost meanwhile. Default: True.
         :param filters: Extra Lambda event-filter patterns; a record must match one of them
             and a selected event name.
+        :param filter_encryption: A customer-managed KMS key Lambda encrypts the mapping's
+            filter criteria with (the patterns can name item values): the key's policy grants
+            the Lambda service ``kms:Decrypt`` (an imported key's policy cannot be changed:
+            grant it there). Needs ``filters``. Default: none (Lambda's own encryption).
         :param memory_size: Function memory in MB, 128..10240. Default: 256.
         :param timeout: Function timeout, 5 s..15 min. Default: 60 s.
         :param log_retention: Log group retention. Default: one month.
         :param log_level: Application log level: DEBUG, INFO, WARN or ERROR. Default: INFO.
         :param log_item_keys: Log the key values being deleted at DEBUG level. Default: False
             (logs never carry item data).
+        :param tracing: X-Ray tracing of the function, ``Tracing.ACTIVE`` or ``PASS_THROUGH``;
+            either adds ``xray:PutTraceSegments`` and ``xray:PutTelemetryRecords`` on ``*`` to
+            the role (X-Ray has no resource-level permissions). Default: none (``DISABLED``
+            is the same).
         :param alarm_thresholds: Thresholds of the default alarms; a field set to None switches
             that alarm off, ``AlarmThresholds.off()`` all of them. Default: ``AlarmThresholds()``.
         :param alarm_actions: Actions every alarm triggers (on ALARM).
@@ -156,6 +171,9 @@ class StreamScavenger(Construct):
                 retry_attempts=retry_attempts,
                 max_record_age=max_record_age,
                 bisect_batch_on_error=bisect_batch_on_error,
+                enabled=enabled,
+                filter_encryption=filter_encryption,
+                filters=filters,
             )
             function_options = FunctionOptions(
                 memory_size=memory_size,
@@ -163,6 +181,7 @@ class StreamScavenger(Construct):
                 log_retention=log_retention,
                 log_level=log_level,
                 log_item_keys=log_item_keys,
+                tracing=tracing,
             )
             self.dry_run = dry_run
             # The targets, the filters and the stream.

@@ -48,7 +48,11 @@ def create_mapping(
     on_failure: lambda_.IEventSourceDlq,
     patterns: Sequence[Mapping[str, Any]],
 ) -> lambda_.EventSourceMapping:
-    """The mapping, reporting partial batch failures, filtered by ``patterns``."""
+    """The mapping, reporting partial batch failures, filtered by ``patterns``.
+
+    ``filter_encryption`` goes to aws-cdk-lib, which sets ``KmsKeyArn`` and grants the Lambda
+    service ``kms:Decrypt`` in the key's policy. Enabled, the mapping leaves ``Enabled`` out
+    (CloudFormation's default), so the template is the one from before the option."""
     # aws-cdk-lib checks maxRecordAge with toSeconds() < 60, which every token fails, so a
     # token (Duration.seconds, checked in MappingOptions) goes to the CloudFormation property.
     age = options.max_record_age
@@ -67,6 +71,8 @@ def create_mapping(
         on_failure=on_failure,
         report_batch_item_failures=True,
         filters=[lambda_.FilterCriteria.filter(p) for p in patterns],
+        filter_encryption=options.filter_encryption,
+        enabled=None if options.enabled else False,
     )
     if age.is_unresolved():
         resource = mapping.node.default_child

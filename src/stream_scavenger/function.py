@@ -10,6 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from . import compliance
 from .runtime.scavenger.config import HANDLER, ScavengerConfig
 from .targets import ResolvedTarget
 from .validation import FunctionOptions
@@ -27,13 +28,16 @@ def create_function(
     log_group: logs.ILogGroup,
 ) -> lambda_.Function:
     """The function, with the configuration contract (:mod:`.runtime.scavenger.config`) of
-    ``targets`` in its environment."""
+    ``targets`` in its environment.
+
+    With ``tracing`` (ACTIVE or PASS_THROUGH) aws-cdk-lib adds ``xray:PutTraceSegments`` and
+    ``xray:PutTelemetryRecords`` on ``*`` to ``role``'s policy; DISABLED adds nothing."""
     config = ScavengerConfig(
         targets=tuple(t.config() for t in targets),
         log_items=options.log_item_keys,
         dry_run=dry_run,
     )
-    return lambda_.Function(
+    function = lambda_.Function(
         scope,
         "Function",
         runtime=lambda_.Runtime.PYTHON_3_14,
@@ -51,4 +55,8 @@ def create_function(
         system_log_level_v2=lambda_.SystemLogLevel.WARN,
         environment=config.to_env(),
         description="stream-scavenger: deletes target items named by stream records",
+        tracing=options.tracing,
     )
+    if options.tracing in (lambda_.Tracing.ACTIVE, lambda_.Tracing.PASS_THROUGH):
+        compliance.acknowledge(role, compliance.WILDCARD_RESOURCES_WITH_XRAY)
+    return function

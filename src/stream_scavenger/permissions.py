@@ -22,7 +22,8 @@ def create_role(
     dry_run: bool,
 ) -> iam.Role:
     """A role with an inline policy only: write the logs, read the stream, delete from the
-    targets (no write permission at all for a dry run)."""
+    targets (no write permission at all for a dry run). With ``tracing``, the function adds
+    X-Ray's two actions (:func:`.function.create_function`)."""
     role = iam.Role(
         scope,
         "Role",

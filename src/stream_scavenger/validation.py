@@ -10,11 +10,13 @@ Every other option needs a value known at synth time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import Duration, Token
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import IConstruct
@@ -105,6 +107,10 @@ class MappingOptions:
     retry_attempts: int | float
     max_record_age: Duration
     bisect_batch_on_error: bool
+    enabled: bool = True
+    filter_encryption: kms.IKey | None = None
+    #: The user's ``filters`` (what ``filter_encryption`` is for).
+    filters: Sequence[Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         check_int("batch_size", self.batch_size, 1, 10000)
@@ -121,6 +127,14 @@ class MappingOptions:
             )
         check_int("retry_attempts", self.retry_attempts, 0, 10000)
         check_duration("max_record_age", self.max_record_age, 60, 604800)
+        # The mapping always has the construct's eventName pattern, so aws-cdk-lib's own check
+        # (no filters) cannot fire: without user filters a key would encrypt no item values.
+        if self.filter_encryption is not None and not self.filters:
+            raise ScavengerConfigError(
+                "filter_encryption encrypts the filters' patterns (they can name item values) "
+                "and needs at least one pattern in filters=[...]; without filters the only "
+                "pattern is the event-name selection: set filters or drop filter_encryption"
+            )
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,7 @@ class FunctionOptions:
     log_retention: logs.RetentionDays
     log_level: str
     log_item_keys: bool
+    tracing: lambda_.Tracing | None = None
 
     def __post_init__(self) -> None:
         check_int("memory_size", self.memory_size, 128, 10240)
