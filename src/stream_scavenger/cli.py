@@ -12,12 +12,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .local.assembly import AssemblyError, FunctionDef, StackDef, load_assembly
 from .local.dynamodb_local import (
     LOCAL_CLIENT_SETTINGS,
     DynamoDBLocal,
     DynamoDBLocalError,
+    ensure_jar_dir,
     local_client,
+    require_java,
 )
 from .local.event_source_mapping import (
     Checkpoints,
@@ -36,8 +39,8 @@ from .runtime.scavenger.config import ScavengerConfig
 EXIT_CODES = """exit status:
   0  success (every scavenger deleted exactly the matching items; invoke: the function answered)
   1  a scavenger did not delete exactly the matching items; invoke: the function failed
-  2  usage or set-up error: no Java or DynamoDB Local, endpoint unreachable, synthesis failed,
-     not a cloud assembly, or no scavenger in it"""
+  2  usage or set-up error: no Java 17+, no DynamoDB Local (and npm could not install it),
+     endpoint unreachable, synthesis failed, not a cloud assembly, or no scavenger in it"""
 
 
 class _Endpoint:
@@ -45,6 +48,15 @@ class _Endpoint:
 
     def __init__(self, endpoint_url: str | None) -> None:
         self.given = endpoint_url
+        self._jar_dir: Path | None = None
+
+    def prepare(self) -> _Endpoint:
+        """Check Java and find (or install) DynamoDB Local: before the slow synthesis, so a
+        missing piece is reported in a second, not after it."""
+        if not self.given and self._jar_dir is None:
+            require_java()
+            self._jar_dir = ensure_jar_dir()
+        return self
 
     @contextlib.contextmanager
     def open(self) -> Iterator[tuple[str, Any, Any]]:
@@ -56,7 +68,8 @@ class _Endpoint:
                 raise DynamoDBLocalError(f"endpoint {self.given} does not answer: {err}") from None
             yield self.given, ddb, local_client("dynamodbstreams", self.given)
         else:
-            with DynamoDBLocal() as local:
+            self.prepare()
+            with DynamoDBLocal(self._jar_dir) as local:
                 yield local.endpoint_url, local.client("dynamodb"), local.client("dynamodbstreams")
 
 
@@ -108,10 +121,10 @@ def _print_reports(reports: list[CheckReport]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _run_assembly(cdk_out: Path, endpoint_url: str | None, records: int) -> int:
+def _run_assembly(cdk_out: Path, endpoint: _Endpoint, records: int) -> int:
     load_assembly(cdk_out)  # fail early, before starting anything, if it is not an assembly
     update, close = _progress(records)
-    with _Endpoint(endpoint_url).open() as (url, ddb, streams):
+    with endpoint.open() as (url, ddb, streams):
         try:
             reports = check_assembly(cdk_out, url, (ddb, streams), records, on_batch=update)
         finally:
@@ -121,19 +134,25 @@ def _run_assembly(cdk_out: Path, endpoint_url: str | None, records: int) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    endpoint = _Endpoint(args.endpoint_url).prepare()
     print(f"synthesizing the bundled example app ({example_app().name})", file=sys.stderr)
     cdk_out = synthesize([sys.executable, str(example_app())])
-    return _run_assembly(cdk_out, args.endpoint_url, args.records)
+    return _run_assembly(cdk_out, endpoint, args.records)
 
 
 def _run(args: argparse.Namespace) -> int:
     for option in ("checkpoint", "on_failure_file", "on_failure_queue_url"):
         if getattr(args, option) and not args.table:
             raise ValueError(f"--{option.replace('_', '-')} works with --table")
+    if args.table and not args.endpoint_url:
+        raise ValueError("--table works with --endpoint-url (tables that already exist there)")
+    if args.cloud_assembly:
+        load_assembly(args.cloud_assembly)  # a quick check, before DynamoDB Local's
+    endpoint = _Endpoint(args.endpoint_url).prepare()  # before the slow synthesis
     cdk_out = Path(args.cloud_assembly) if args.cloud_assembly else synthesize(args.app)
     if args.table:
         return _drain_existing(cdk_out, args)
-    return _run_assembly(cdk_out, args.endpoint_url, args.records)
+    return _run_assembly(cdk_out, endpoint, args.records)
 
 
 def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
@@ -143,8 +162,6 @@ def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
     after each shard's checkpoint finds no record left. The checkpoint belongs to the
     stream, the function and a hash of its configuration; a dry run keeps none.
     """
-    if not args.endpoint_url:
-        raise ValueError("--table works with --endpoint-url (tables that already exist there)")
     stack, function = _pick_function(str(cdk_out), args.function)
     if function.mapping is None or function.mapping.source_table is None:
         raise AssemblyError(f"{function.logical_id} has no event source mapping on a table")
@@ -370,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=raw,
     )
+    parser.add_argument("--version", action="version", version=f"stream-scavenger {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
