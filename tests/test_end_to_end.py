@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -56,22 +58,22 @@ def test_example_app_deletes_exactly_the_matching_items(
 
 
 def test_asset_holds_only_the_runtime(example_assembly: Path) -> None:
+    """The asset is the runtime's source files: no tests, no ``__pycache__``, nothing else."""
     (stack,) = load_assembly(example_assembly)
     (function,) = stack.functions
-    files = sorted(
-        p.relative_to(function.asset_dir).as_posix()
-        for p in function.asset_dir.rglob("*")
-        if p.is_file()
-    )
-    assert files == [
-        "scavenger/__init__.py",
-        "scavenger/config.py",
-        "scavenger/deleter.py",
-        "scavenger/handler.py",
-        "scavenger/logs.py",
-        "scavenger/metrics.py",
-        "scavenger/records.py",
-    ]
+
+    def files(root: Path) -> list[str]:
+        return sorted(
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        )
+
+    shipped = files(function.asset_dir)
+    assert shipped == files(ROOT / "src" / "stream_scavenger" / "runtime")
+    assert all(name.startswith("scavenger/") and name.endswith(".py") for name in shipped)
+    assert {"scavenger/__init__.py", "scavenger/handler.py", "scavenger/config.py"} <= set(shipped)
+    assert not any("__pycache__" in p.parts for p in function.asset_dir.rglob("*"))
 
 
 class NonKeyModifyRemoveStack(cdk.Stack):
@@ -115,36 +117,38 @@ def test_non_key_mapping_with_modify_and_remove_end_to_end(
     arns = {lid: create_table(ddb, names[lid], table) for lid, table in stack_def.tables.items()}
     orders = names[next(lid for lid in names if lid.startswith("Orders"))]
     holds = names[next(lid for lid in names if lid.startswith("Holds"))]
+
+    def hold(i: int) -> bytes:  # distinctive values, so that a leak into the logs shows
+        return f"hold-secret-{i}".encode()
+
     for i in range(20):
-        ddb.put_item(
-            TableName=holds, Item={"holdId": {"B": f"h{i}".encode()}, "slot": {"N": str(i)}}
-        )
+        ddb.put_item(TableName=holds, Item={"holdId": {"B": hold(i)}, "slot": {"N": str(i)}})
     for i in range(20):  # INSERT: not selected, deletes nothing
         ddb.put_item(
             TableName=orders,
             Item={
-                "orderId": {"S": f"o{i}"},
-                "holdRef": {"B": f"h{i}".encode()},
+                "orderId": {"S": f"order-secret-{i}"},
+                "holdRef": {"B": hold(i)},
                 "slot": {"N": str(i)},
             },
         )
     for i in range(0, 5):  # MODIFY: deletes h0..h4 (read from NewImage)
         ddb.update_item(
             TableName=orders,
-            Key={"orderId": {"S": f"o{i}"}},
+            Key={"orderId": {"S": f"order-secret-{i}"}},
             UpdateExpression="SET paid = :t",
             ExpressionAttributeValues={":t": {"BOOL": True}},
         )
     for i in range(5, 12):  # REMOVE: deletes h5..h11 (read from OldImage)
-        ddb.delete_item(TableName=orders, Key={"orderId": {"S": f"o{i}"}})
+        ddb.delete_item(TableName=orders, Key={"orderId": {"S": f"order-secret-{i}"}})
 
-    env = {
-        **function.resolved_environment(names),
-        "AWS_ENDPOINT_URL_DYNAMODB": ddb_local.endpoint_url,
-    }
-    with SubprocessInvoker(
-        function.asset_dir, function.handler, env, timeout_s=function.timeout_s
-    ) as invoker:
+    log = tmp_path / "function.log"  # the function's log stream, as the runtime client wrote it
+    with (
+        log.open("wb") as sink,
+        SubprocessInvoker.for_function(
+            function, names, ddb_local.endpoint_url, stderr=sink
+        ) as invoker,
+    ):
         run = LocalEventSourceMapping(
             ddb_streams,
             arns[next(lid for lid in names if lid.startswith("Orders"))],
@@ -157,6 +161,16 @@ def test_non_key_mapping_with_modify_and_remove_end_to_end(
         run.records_read == 32 and run.records_filtered_out == 20
     )  # INSERTs never reach the function
     assert run.invocations == 2 and run.given_up == []  # 12 records, batch size 7
+    text = log.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]  # each line is JSON
+    emf = [line for line in lines if "_aws" in line]
+    assert [(d["RecordsReceived"], d["KeysDeleted"]) for d in emf] == [(7, 7), (5, 5)]
+    summaries = [line for line in lines if line.get("message") == "scavenged"]
+    assert [(s["level"], bool(s["requestId"])) for s in summaries] == [("INFO", True)] * 2
+    values = [f"order-secret-{i}" for i in range(20)] + [
+        v for i in range(20) for v in (hold(i).decode(), base64.b64encode(hold(i)).decode())
+    ]
+    assert [v for v in values if v in text] == [], "an item value reached the function's logs"
 
 
 def test_handler_runs_without_the_library_on_its_path(example_assembly: Path) -> None:

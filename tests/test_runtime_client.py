@@ -1,9 +1,10 @@
 """Under Lambda's own runtime client at log level DEBUG, no key value reaches the logs.
 
-``python -m awslambdaric scavenger.handler.handler`` runs the function's asset against a
-tiny loopback Runtime API server that hands out one invocation and records the answer.
-The runtime client sets the root logger to ``AWS_LAMBDA_LOG_LEVEL``; at DEBUG botocore
-would log each request's body, keys included, unless the scavenger keeps it quiet.
+``python -m awslambdaric scavenger.handler.handler``, started here by hand (not through
+``SubprocessInvoker``), runs the runtime's source directory against the local Runtime API
+(``local/runtime_api.py``), which hands out one invocation and records the answer. The
+runtime client sets the root logger to ``AWS_LAMBDA_LOG_LEVEL``; at DEBUG botocore would
+log each request's body, keys included, unless the scavenger keeps it quiet.
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stream_scavenger.local.runtime_api import RuntimeApi
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from testkit.events import event, record
 from testkit.tables import put_items, scan_keys
@@ -28,75 +27,7 @@ from testkit.tables import put_items, scan_keys
 pytestmark = pytest.mark.ddb
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "src" / "stream_scavenger" / "runtime"
-PREFIX = "/2018-06-01/runtime"
-REQUEST_ID = "8f5c1f1e-0000-4000-8000-000000000001"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:scavenger"
-
-
-class RuntimeApi:
-    """One invocation of ``payload``; the posted answer (or error) lands in ``answers``."""
-
-    def __init__(self, payload: bytes) -> None:
-        self.answers: list[tuple[str, Any]] = []
-        self.answered = threading.Event()
-        self._served = False
-        self._release = threading.Event()
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                if self.path != f"{PREFIX}/invocation/next":
-                    self._send(404, b"{}")
-                    return
-                if api._served:  # the runtime asks for a second one: hold it until we stop
-                    api._release.wait(60)
-                    self._send(500, b"{}")
-                    return
-                api._served = True
-                deadline_ms = int(time.time() * 1000) + 60_000
-                self._send(
-                    200,
-                    payload,
-                    {
-                        "Lambda-Runtime-Aws-Request-Id": REQUEST_ID,
-                        "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
-                        "Lambda-Runtime-Invoked-Function-Arn": FUNCTION_ARN,
-                        "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000",
-                    },
-                )
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                kind = self.path.rsplit("/", 1)[-1]  # response, error (or init error)
-                api.answers.append((kind, json.loads(body or b"null")))
-                self._send(202, b"{}")
-                api.answered.set()
-
-            def _send(
-                self, status: int, body: bytes, headers: dict[str, str] | None = None
-            ) -> None:
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.address = f"127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture
@@ -105,7 +36,7 @@ def run_under_runtime_client(ddb_local: Any, tmp_path: Path) -> Iterator[Any]:
     started: list[tuple[subprocess.Popen[bytes], RuntimeApi]] = []
 
     def run(config: ScavengerConfig, payload: bytes) -> tuple[list[tuple[str, Any]], str]:
-        api = RuntimeApi(payload)
+        api = RuntimeApi(FUNCTION_ARN)
         env = {
             "PATH": os.environ.get("PATH", ""),
             "PYTHONPATH": str(ASSET_DIR),
@@ -133,13 +64,15 @@ def run_under_runtime_client(ddb_local: Any, tmp_path: Path) -> Iterator[Any]:
                 stderr=subprocess.STDOUT,
             )
         started.append((process, api))
+        api.invoke(payload, timeout_s=60)
         try:
-            if not api.answered.wait(60):
+            answer = api.answer(timeout_s=60)
+            if answer is None:
                 raise AssertionError("no answer posted: " + output.read_text(errors="replace"))
         finally:
             process.kill()
             process.wait(10)
-        return api.answers, output.read_text(errors="replace")
+        return [(answer.kind, answer.payload())], output.read_text(errors="replace")
 
     yield run
     for process, api in started:

@@ -53,10 +53,24 @@ class FunctionDef:
     environment: dict[str, Any]
     timeout_s: int
     mapping: MappingDef | None
+    memory_size: int = 128
+    #: ``LoggingConfig.LogFormat`` (``JSON`` or ``Text``) and ``ApplicationLogLevel``.
+    log_format: str | None = None
+    log_level: str | None = None
 
     def resolved_environment(self, table_names: dict[str, str]) -> dict[str, str]:
         """The environment with ``Ref``s to tables replaced by their (local) names."""
         return {k: _resolve(v, table_names, k) for k, v in self.environment.items()}
+
+    def runtime_environment(self) -> dict[str, str]:
+        """What Lambda itself sets from the configuration: the memory size and, with the
+        JSON log format, ``AWS_LAMBDA_LOG_FORMAT`` and ``AWS_LAMBDA_LOG_LEVEL`` (INFO when
+        unset), which the runtime client applies to the root logger."""
+        env = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_size)}
+        if (self.log_format or "").upper() == "JSON":
+            env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+            env["AWS_LAMBDA_LOG_LEVEL"] = (self.log_level or "INFO").upper()
+        return env
 
 
 @dataclass
@@ -123,6 +137,7 @@ def _read_stack(name: str, template: dict[str, Any], assets: dict[str, Path]) ->
         key = str(props.get("Code", {}).get("S3Key", "")).removesuffix(".zip")
         if key not in assets:
             raise AssemblyError(f"{name}/{logical_id}: asset {key!r} is not in the assembly")
+        logging_config = props.get("LoggingConfig") or {}
         stack.functions.append(
             FunctionDef(
                 logical_id=logical_id,
@@ -131,6 +146,9 @@ def _read_stack(name: str, template: dict[str, Any], assets: dict[str, Path]) ->
                 environment=props.get("Environment", {}).get("Variables", {}),
                 timeout_s=int(props.get("Timeout", 3)),
                 mapping=mappings.get(logical_id),
+                memory_size=_plain_int(props.get("MemorySize"), 128),
+                log_format=_plain_str(logging_config.get("LogFormat")),
+                log_level=_plain_str(logging_config.get("ApplicationLogLevel")),
             )
         )
     return stack
@@ -142,3 +160,13 @@ def _resolve(value: Any, table_names: dict[str, str], where: str) -> str:
     if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in table_names:
         return table_names[value["Ref"]]
     raise AssemblyError(f"environment variable {where}: cannot resolve {value!r} locally")
+
+
+def _plain_int(value: Any, default: int) -> int:
+    """A template number, or ``default`` for a token (a parameter) or nothing."""
+    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else default
+
+
+def _plain_str(value: Any) -> str | None:
+    """A template string, or None for a token (a parameter) or nothing."""
+    return value if isinstance(value, str) else None
