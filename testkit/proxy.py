@@ -237,6 +237,7 @@ class Counts:
         "write_units",
         "write_units_absent",
         "throttled_deletes",
+        "throttled_requests",
     )
 
     #: Requests per operation (``X-Amz-Target``), refused ones not counted.
@@ -252,10 +253,12 @@ class Counts:
     #: (table, key as JSON with sorted keys) answered ValidationException in a one-key request.
     rejected_alone: set[tuple[str, str]] = field(default_factory=set)
     #: Under a :class:`WriteCapacity`: write units consumed per table, the part of them spent
-    #: on items already gone (re-deletes), and the deletes answered unprocessed.
+    #: on items already gone (re-deletes), the deletes answered unprocessed, and the requests
+    #: per table that had any (or all) of theirs held back.
     write_units: Counter[str] = field(default_factory=Counter)
     write_units_absent: Counter[str] = field(default_factory=Counter)
     throttled_deletes: Counter[str] = field(default_factory=Counter)
+    throttled_requests: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __call__(self) -> dict[str, dict[str, int]]:
@@ -455,6 +458,7 @@ class LoopbackProxy:
                         self.counts.write_units[table] += cost
                         self.counts.write_units_absent[table] += cost if item is None else 0
                 self.counts.throttled_deletes[table] += len(held[table])
+                self.counts.throttled_requests[table] += bool(held[table])
         total = sum(len(items) for items in request["RequestItems"].values())
         if total and sum(len(h) for h in held.values()) == total:
             code = "ProvisionedThroughputExceededException"

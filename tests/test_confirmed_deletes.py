@@ -17,7 +17,7 @@ from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from stream_scavenger.runtime.scavenger.deleter import ConfirmedDeletes
 from stream_scavenger.runtime.scavenger.handler import Scavenger, make_client
 from testkit.events import Context, event, record
-from testkit.proxy import Fault, FaultProxy, first
+from testkit.proxy import Fault, FaultProxy
 from testkit.tables import put_items, scan_keys
 
 KEYS = [f"k{i:02d}" for i in range(20)]
@@ -29,8 +29,12 @@ def _first_five(items: list[dict[str, Any]]) -> list[int]:
 
 @pytest.fixture
 def proxy(ddb_local: Any) -> Iterator[FaultProxy]:
-    # The first request leaves k00..k04 unprocessed; with one attempt, they are reported.
-    with FaultProxy(ddb_local.endpoint_url, first(1, Fault.unprocessed(pick=_first_five))) as p:
+    # The first request leaves k00..k04 unprocessed and their retry fails (a 500: with one
+    # attempt, they are reported); later requests pass.
+    def schedule(index: int, body: Any) -> Fault | None:
+        return (Fault.unprocessed(pick=_first_five), Fault.http(500))[index] if index < 2 else None
+
+    with FaultProxy(ddb_local.endpoint_url, schedule) as p:
         yield p
 
 
@@ -55,7 +59,7 @@ def test_a_replay_sends_only_what_was_not_confirmed(
     # Lambda replays from the lowest reported record: the whole batch here.
     replay = scavenger.handle(batch, Context(30_000))
     assert replay == {"batchItemFailures": []}
-    assert proxy.counts.batch_items == [20, 5]  # the replay sent only k00..k04
+    assert proxy.counts.batch_items == [20, 5, 5]  # the replay sent only k00..k04
     assert scavenger.last_summary.remembered == 15
     assert scavenger.last_summary.targets[0].remembered == 15
     assert scavenger.last_summary.deleted == 5
@@ -73,7 +77,7 @@ def test_records_without_an_event_id_are_always_sent(
     scavenger = _scavenger(proxy, table)
     scavenger.handle(event(*records), Context(30_000))
     scavenger.handle(event(*records), Context(30_000))
-    assert proxy.counts.batch_items == [20, 20]
+    assert proxy.counts.batch_items == [20, 5, 20]
     assert scavenger.last_summary.remembered == 0
 
 

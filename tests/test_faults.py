@@ -21,7 +21,12 @@ from hypothesis import strategies as st
 
 from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig, TargetConfig
-from stream_scavenger.runtime.scavenger.deleter import BACKOFF_BASE_S, BACKOFF_CAP_S
+from stream_scavenger.runtime.scavenger.deleter import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    MIN_REQUEST_S,
+    THROTTLE_CODES,
+)
 from stream_scavenger.runtime.scavenger.handler import (
     RESERVE_S,
     Scavenger,
@@ -169,7 +174,10 @@ def test_transient_faults_end_with_every_key_deleted(
     )
     expected_retries = (0, 0) if fault.kind == "slow" else (1, 3)  # a late answer is no failure
     assert expected_retries[0] <= summary.deletes.retries <= expected_retries[1]
-    assert len(time_.sleeps) == summary.deletes.retries
+    if fault.kind == "unprocessed" or fault.code in THROTTLE_CODES:
+        assert sum(time_.sleeps) > 0, "throttled: the pacer waits before sending again"
+    else:
+        assert len(time_.sleeps) == summary.deletes.retries  # one backoff per failed request
     assert sum(proxy.counts.faults.values()) == 3
 
 
@@ -177,7 +185,7 @@ def test_backoff_doubles_from_50ms_with_full_jitter_and_is_capped(
     ddb: Any, make_table: Any, proxy: FaultProxy
 ) -> None:
     table, keys = fill(ddb, make_table, 1)
-    proxy.schedule = always(Fault.error("ProvisionedThroughputExceededException"))
+    proxy.schedule = always(Fault.http(500))  # throttles are paced instead (test_pacing.py)
 
     for jitter, attempts in ((1.0, 8), (0.5, 8), (1.0, 12)):
         time_ = FakeTime(600)
@@ -197,12 +205,12 @@ def test_backoff_doubles_from_50ms_with_full_jitter_and_is_capped(
     assert len(set(real.sleeps)) == 7, "jitter: no two delays alike"
 
 
-def test_faults_that_never_end_use_the_documented_attempts_and_report_everything(
+def test_errors_that_never_end_use_the_documented_attempts_and_report_everything(
     ddb: Any, make_table: Any, proxy: FaultProxy
 ) -> None:
     table, keys = fill(ddb, make_table, 60)
     records = [record("INSERT", {"pk": k}) for k in keys]
-    proxy.schedule = always(Fault.error("ThrottlingException"))
+    proxy.schedule = always(Fault.http(503))
 
     response = scavenger(proxy, table).handle(event(*records), Context())
 
@@ -211,6 +219,24 @@ def test_faults_that_never_end_use_the_documented_attempts_and_report_everything
         r["dynamodb"]["SequenceNumber"] for r in records
     ]
     assert len(scan_keys(ddb, table, ["pk"])) == 61
+
+
+def test_throttling_that_never_ends_is_retried_while_the_time_lasts(
+    ddb: Any, make_table: Any, proxy: FaultProxy
+) -> None:
+    table, keys = fill(ddb, make_table, 60)
+    records = [record("INSERT", {"pk": k}) for k in keys]
+    proxy.schedule = always(Fault.error("ThrottlingException"))
+    time_ = FakeTime(budget_s=30.0)
+
+    response = scavenger(proxy, table, sleep=time_.sleep).handle(event(*records), time_)
+
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
+        r["dynamodb"]["SequenceNumber"] for r in records
+    ]
+    left = time_.get_remaining_time_in_millis() / 1000
+    assert RESERVE_S <= left < RESERVE_S + 2 * MIN_REQUEST_S + 25, "the time was used, not left"
+    assert proxy.counts.operations["BatchWriteItem"] > 3  # the chunks were sent again
 
 
 def test_retrying_stops_in_time_for_the_answer(
@@ -321,9 +347,7 @@ def test_results_do_not_depend_on_thread_timing(
         first_key = int(items[0]["DeleteRequest"]["Key"]["pk"]["S"].split("-")[1][1:])
         time.sleep(jitter.random() * 0.01)
         if first_key % 7 == 0:
-            return Fault.error(
-                "ProvisionedThroughputExceededException"
-            )  # this chunk never succeeds
+            return Fault.http(500)  # this chunk never succeeds (throttles are paced by time)
         if len(items) > 1:
             return Fault.unprocessed(pick=lambda its: [len(its) - 1])  # always the last one back
         return None
@@ -337,8 +361,10 @@ def test_results_do_not_depend_on_thread_timing(
         records = [
             record("INSERT", {"pk": k}, sequence_number=str(1000 + i)) for i, k in enumerate(keys)
         ]
+        # Time enough for every chunk that can succeed: throttles are retried while the time
+        # lasts, so with too little the outcome would depend on how fast the threads run.
         response = scavenger(proxy, table, max_concurrency=concurrency).handle(
-            event(*records), Context()
+            event(*records), Context(ms=10**9)
         )
         reported = [f["itemIdentifier"] for f in response["batchItemFailures"]]
         assert len(reported) == len(set(reported))

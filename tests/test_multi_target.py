@@ -548,7 +548,8 @@ def test_a_record_is_reported_when_any_of_its_keys_survives(
     assert len(scan_keys(ddb, targets["design"], ["pk"])) == 100
     reported = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     assert reported == [r["dynamodb"]["SequenceNumber"] for r in records]
-    assert client.withheld == 30 * 3
+    # Unprocessed is throttling: retried while the invocation's time lasts, not max_attempts times.
+    assert client.withheld > 30 * 3
     staging, design, drafts = scavenger.last_summary.targets
     assert (staging.deleted, staging.reported) == (30, 0)
     assert (design.deleted, design.reported) == (0, 30)

@@ -260,5 +260,6 @@ def test_under_capacity_batch_write_item_answers_as_dynamodb_does(
     assert counts["write_units"] == {table: 20}
     assert counts["write_units_absent"] == {table: 7}
     assert counts["throttled_deletes"] == {table: 5 + 3}
+    assert counts["throttled_requests"] == {table: 2}
     assert counts["errors"] == {"BatchWriteItem:ProvisionedThroughputExceededException": 1}
     assert counts["operations"] == {"BatchWriteItem": 3}  # the model's own lookups not counted

@@ -1,4 +1,4 @@
-"""How keys are deleted: chunks of 25, bounded concurrency, retries, a deadline.
+"""How keys are deleted: chunks of 25, bounded concurrency, paced retries, a deadline.
 
 One ``BatchWriteItem`` takes deletes for several tables (25 in total), so keys
 for different targets share requests and the request count stays
@@ -12,6 +12,12 @@ other 2xx is retried like a 5xx. Everything not confirmed, whether it was
 throttled, refused, still in flight at the deadline or never sent, is returned
 as not deleted, so the caller can report it for replay; a key DynamoDB rejects
 as invalid on its own is returned as rejected (replaying it can never help).
+
+Throttling (``UnprocessedItems``, a throttling error) is retried for as long as the
+invocation's time lasts, at the rate the :class:`~.pacing.Pacer` learns the tables accept;
+only other failures (5xx, dropped connections, malformed answers) count towards
+``max_attempts``, with exponential backoff between them. Chunks go out in the order of the
+keys given (the handler gives them in stream order), so what runs out of time is the tail.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .pacing import Pacer
 from .records import Identity, TargetKey, identity_of
 
 KeyRef = tuple[str, Identity]
@@ -188,12 +195,15 @@ class BatchDeleter:
         max_attempts: int,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        pacer: Pacer | None = None,
     ) -> None:
         self._client = client
         self._max_concurrency = max_concurrency
         self._max_attempts = max_attempts
         self._sleep = sleep
         self._rng = rng
+        #: Shared by every chunk and every invocation of this deleter (one per container).
+        self.pacer = pacer or Pacer()
 
     def backoff(self, retry: int) -> float:
         """Full-jitter exponential backoff before retry number ``retry`` (1-based)."""
@@ -205,6 +215,7 @@ class BatchDeleter:
         if not keys:
             return result
         stop = threading.Event()
+        self.pacer.begin(deadline.left)
         pool = ThreadPoolExecutor(
             max_workers=min(self._max_concurrency, -(-len(keys) // CHUNK_SIZE)),
             thread_name_prefix="scavenger",
@@ -231,6 +242,7 @@ class BatchDeleter:
                 result.stats.add(outcome.stats)
         finally:
             stop.set()
+            self.pacer.end()
             pool.shutdown(wait=False, cancel_futures=True)
         return result
 
@@ -257,23 +269,28 @@ class BatchDeleter:
         stop: threading.Event,
         outcome: _ChunkOutcome,
     ) -> None:
-        """Send ``group`` until every key is confirmed, rejected, or out of attempts or time.
+        """Send ``group`` until every key is confirmed or rejected, the time is up, or
+        ``max_attempts`` requests failed other than by throttling.
 
         Confirmed keys go into ``outcome`` as they are confirmed, so a later split loses none.
         """
         stats = outcome.stats
         pending = {(key.table, key.identity): key for key in group}
-        for attempt in range(1, self._max_attempts + 1):
-            if attempt > 1:
-                delay = self.backoff(attempt - 1)
-                if stop.is_set() or deadline.left() < delay + MIN_REQUEST_S:
+        failures = 0
+        sent = False
+        while pending and not stop.is_set():
+            if failures:
+                delay = self.backoff(failures)
+                if deadline.left() < delay + MIN_REQUEST_S:
                     break
-                stats.retries += 1
                 self._sleep(delay)
-            if stop.is_set() or deadline.left() < MIN_REQUEST_S:
+            paced = self.pacer.acquire(len(pending), MIN_REQUEST_S, self._sleep)
+            if not paced or stop.is_set() or deadline.left() < MIN_REQUEST_S:
                 break
+            stats.retries += sent
+            sent = True
             try:
-                unprocessed = self._send(pending, stats)
+                answer = self._send(pending, stats)
             except NonRetryableError as err:
                 if err.code == "ValidationException":
                     if len(pending) > 1:
@@ -281,17 +298,20 @@ class BatchDeleter:
                     # Rejected on its own: the same bytes will be rejected on every replay.
                     outcome.rejected += [(key, err.code) for key in pending.values()]
                 break
-            if unprocessed is None:
+            if isinstance(answer, _Failure):
+                self.pacer.report(0, throttled=answer is _THROTTLED)
+                failures += answer is _FAILED
+                if failures >= self._max_attempts:
+                    break
                 continue
-            for ref in list(pending):
-                if ref not in unprocessed:
-                    outcome.deleted.append(pending.pop(ref))
-            if not pending:
-                break
+            accepted = [ref for ref in pending if ref not in answer]
+            for ref in accepted:
+                outcome.deleted.append(pending.pop(ref))
+            self.pacer.report(len(accepted), throttled=bool(pending))
             stats.unprocessed += len(pending)
 
-    def _send(self, pending: Mapping[KeyRef, TargetKey], stats: DeleteStats) -> set[KeyRef] | None:
-        """One request: the keys it left unprocessed, None if it failed retryably.
+    def _send(self, pending: Mapping[KeyRef, TargetKey], stats: DeleteStats) -> _Answer:
+        """One request: the keys it left unprocessed, or how it failed retryably.
 
         Raises :class:`NonRetryableError` when retrying cannot help in this invocation.
         """
@@ -306,15 +326,32 @@ class BatchDeleter:
         except Exception as err:  # noqa: BLE001 - classified below, never swallowed silently
             code = _error_code(err)
             stats.error(code)
+            if code in THROTTLE_CODES:
+                return _THROTTLED
             if _is_retryable(err, code):
-                return None
+                return _FAILED
             raise NonRetryableError(code) from err
         left = unprocessed_refs(response, pending)
         if left is None:
             stats.error(MALFORMED_RESPONSE)
-            return None
+            return _FAILED
         stats.consumed_wcu += _capacity_units(response)
         return left
+
+
+class _Failure:
+    """A request that confirmed nothing but may succeed later."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_THROTTLED = _Failure("throttled")
+_FAILED = _Failure("failed")
+_Answer = set[KeyRef] | _Failure
 
 
 @dataclass

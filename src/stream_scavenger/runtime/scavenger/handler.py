@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -178,6 +179,8 @@ class MappedBatch:
     unmappable: set[int] = field(default_factory=set)
     #: Records mapped, a prefix of ``records``: the rest were not looked at (out of time).
     mapped: int = 0
+    #: Every target's distinct keys in the order of the first record naming each.
+    in_stream_order: list[TargetKey] = field(default_factory=list)
 
     @classmethod
     def empty(cls, records: list[Any], targets: int) -> MappedBatch:
@@ -191,11 +194,13 @@ class MappedBatch:
         if key.identity in table_keys:
             return False
         table_keys[key.identity] = key
+        self.in_stream_order.append(key)
         return True
 
     def distinct_keys(self) -> list[TargetKey]:
-        """Every target's distinct keys, to delete in one go."""
-        return [key for table_keys in self.keys for key in table_keys.values()]
+        """Every target's distinct keys, to delete in one go, in stream order: what does not
+        get deleted in time is the tail, so Lambda's checkpoint moves as far as it can."""
+        return self.in_stream_order
 
 
 class Scavenger:
@@ -216,13 +221,12 @@ class Scavenger:
         #: Counts of the most recent invocation (for tests and the local runner).
         self.last_summary = Summary()
         self._confirmed = ConfirmedDeletes()
-        extra = {"rng": rng} if rng is not None else {}
         self._deleter = BatchDeleter(
             client,
             max_concurrency=config.max_concurrency,
             max_attempts=config.max_attempts,
             sleep=sleep,
-            **extra,
+            rng=rng or random.random,
         )
 
     def handle(self, event: Any, context: Any = None) -> PartialBatchResponse:
@@ -485,23 +489,22 @@ def _printable(key: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def make_client(config: ScavengerConfig, **overrides: Any) -> Any:
+def make_client(scavenger: ScavengerConfig, /, **overrides: Any) -> Any:
     """A DynamoDB client that fails fast: the scavenger does its own retries.
 
     Created the standard boto3 way, so ``AWS_ENDPOINT_URL`` and
     ``AWS_ENDPOINT_URL_DYNAMODB`` point it at another endpoint; ``overrides``
-    are passed to ``boto3.client`` (tests use them for an endpoint and region).
+    are passed to ``boto3.client`` (tests use them for an endpoint and region), a
+    ``config`` among them merged over the scavenger's own (e.g. ``proxies={}``).
     """
-    client = boto3.client(
-        "dynamodb",
-        **overrides,
-        config=Config(
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=2,
-            read_timeout=10,
-            max_pool_connections=config.max_concurrency,
-        ),
+    base = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=2,
+        read_timeout=10,
+        max_pool_connections=scavenger.max_concurrency,
     )
+    given = overrides.pop("config", None)
+    client = boto3.client("dynamodb", **overrides, config=base.merge(given) if given else base)
     client.meta.events.register("after-call.dynamodb.BatchWriteItem", _verify_crc32)
     return client
 
