@@ -9,11 +9,13 @@ output depends on the code alone. The CLI section is argparse's own help text.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import inspect
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "src" / "stream_scavenger"
@@ -83,7 +85,7 @@ def commented_attributes(cls: ast.ClassDef, source: str) -> list[tuple[str, str,
     found = []
     for node in cls.body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            comments = []
+            comments: list[str] = []
             index = node.lineno - 2
             while index >= 0 and lines[index].strip().startswith("#:"):
                 comments.insert(0, lines[index].strip()[2:].strip())
@@ -345,13 +347,98 @@ def local_section() -> list[str]:
     return out
 
 
+#: The width argparse wraps at in API.md: its own default on an 80-column terminal, fixed so
+#: that neither $COLUMNS nor the terminal changes the file.
+HELP_WIDTH = 78
+#: A usage part: a whole (...) or [...] group, or one word (argparse 3.11's own split).
+_USAGE_PART = re.compile(r"\(.*?\)+(?=\s|$)|\[.*?\]+(?=\s|$)|\S+")
+
+
+def stable_formatter(base: type[argparse.HelpFormatter]) -> type[argparse.HelpFormatter]:
+    """``base`` at :data:`HELP_WIDTH`, wrapping usage the same way on Python 3.11 to 3.14.
+
+    Python 3.13 rewrote usage wrapping (it breaks inside ``[a | b]`` groups) and prints
+    ``-o, --opt X`` where 3.11 prints ``-o X, --opt X``; API.md is checked on every
+    version CI runs, so both are done here one way: 3.11's.
+    """
+
+    class Stable(base):  # type: ignore[valid-type,misc]
+        def __init__(self, prog: str, **kwargs: Any) -> None:
+            kwargs["width"] = HELP_WIDTH
+            super().__init__(prog, **kwargs)
+
+        def _format_action_invocation(self, action: argparse.Action) -> str:
+            if not action.option_strings or action.nargs == 0:
+                return str(super()._format_action_invocation(action))
+            args = self._format_args(action, self._get_default_metavar_for_optional(action))
+            return ", ".join(f"{option} {args}" for option in action.option_strings)
+
+        def _format_usage(self, usage: Any, actions: Any, groups: Any, prefix: Any) -> str:
+            if usage is not None or not actions:
+                return str(super()._format_usage(usage, actions, groups, prefix))
+            prefix = "usage: " if prefix is None else prefix
+            prog = self._prog
+            optionals = [a for a in actions if a.option_strings]
+            positionals = [a for a in actions if not a.option_strings]
+            opt_parts = _USAGE_PART.findall(self._actions_usage(optionals, groups))
+            pos_parts = _USAGE_PART.findall(self._actions_usage(positionals, groups))
+            text_width = self._width - self._current_indent
+            one_line = " ".join([prog, *opt_parts, *pos_parts])
+            if len(prefix) + len(one_line) <= text_width:
+                return f"{prefix}{one_line}\n\n"
+            if len(prefix) + len(prog) <= 0.75 * text_width:
+                indent = " " * (len(prefix) + len(prog) + 1)
+                lines = _wrap([prog, *opt_parts], indent, text_width, len(prefix))
+                if opt_parts:
+                    lines += _wrap(pos_parts, indent, text_width)
+                else:
+                    lines = _wrap([prog, *pos_parts], indent, text_width, len(prefix))
+            else:
+                indent = " " * len(prefix)
+                lines = [prog, *_wrap(opt_parts, indent, text_width)]
+                lines += _wrap(pos_parts, indent, text_width)
+            return str(prefix) + "\n".join(lines) + "\n\n"
+
+        def _actions_usage(self, actions: Any, groups: Any) -> str:
+            if hasattr(self, "_get_actions_usage_parts"):  # 3.13+
+                return " ".join(self._get_actions_usage_parts(actions, groups))
+            return str(self._format_actions_usage(actions, groups))
+
+    return Stable
+
+
+def _wrap(parts: list[str], indent: str, width: int, first: int | None = None) -> list[str]:
+    """Greedy wrap of usage parts; the first line starts at column ``first`` when given."""
+    lines: list[str] = []
+    line: list[str] = []
+    length = (len(indent) if first is None else first) - 1
+    for part in parts:
+        if line and length + 1 + len(part) > width:
+            lines.append(indent + " ".join(line))
+            line, length = [], len(indent) - 1
+        line.append(part)
+        length += len(part) + 1
+    if line:
+        lines.append(indent + " ".join(line))
+    if first is not None and lines:
+        lines[0] = lines[0][len(indent) :]
+    return lines
+
+
+def stable_help(parser: argparse.ArgumentParser) -> str:
+    parser.formatter_class = stable_formatter(parser.formatter_class)  # type: ignore[arg-type]
+    if hasattr(parser, "color"):  # 3.14: no ANSI colours, whatever the environment says
+        parser.color = False
+    return parser.format_help().rstrip()
+
+
 def cli_section() -> list[str]:
     from stream_scavenger.cli import build_parser
 
     parser = build_parser()
-    out = ["## CLI: `stream-scavenger`", "", "```", parser.format_help().rstrip(), "```", ""]
+    out = ["## CLI: `stream-scavenger`", "", "```", stable_help(parser), "```", ""]
     for name, sub in parser._subparsers._group_actions[0].choices.items():  # type: ignore[union-attr]
-        out += [f"### `stream-scavenger {name}`", "", "```", sub.format_help().rstrip(), "```", ""]
+        out += [f"### `stream-scavenger {name}`", "", "```", stable_help(sub), "```", ""]
     return out
 
 
