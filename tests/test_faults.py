@@ -212,13 +212,15 @@ def test_errors_that_never_end_use_the_documented_attempts_and_report_everything
     records = [record("INSERT", {"pk": k}) for k in keys]
     proxy.schedule = always(Fault.http(503))
 
-    response = scavenger(proxy, table).handle(event(*records), Context())
+    scav = scavenger(proxy, table)
+    response = scav.handle(event(*records), Context())
 
     assert proxy.counts.operations["BatchWriteItem"] == 3 * 8  # 3 chunks, 8 attempts each
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
         r["dynamodb"]["SequenceNumber"] for r in records
     ]
     assert len(scan_keys(ddb, table, ["pk"])) == 61
+    assert scav.last_summary.throttled_out is False  # failing, not under-provisioned
 
 
 def test_throttling_that_never_ends_is_retried_while_the_time_lasts(
@@ -229,8 +231,10 @@ def test_throttling_that_never_ends_is_retried_while_the_time_lasts(
     proxy.schedule = always(Fault.error("ThrottlingException"))
     time_ = FakeTime(budget_s=30.0)
 
-    response = scavenger(proxy, table, sleep=time_.sleep).handle(event(*records), time_)
+    scav = scavenger(proxy, table, sleep=time_.sleep)
+    response = scav.handle(event(*records), time_)
 
+    assert scav.last_summary.throttled_out is True
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
         r["dynamodb"]["SequenceNumber"] for r in records
     ]

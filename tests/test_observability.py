@@ -38,11 +38,19 @@ def build(**kw: Any) -> tuple[cdk.Stack, StreamScavenger, Template]:
     return stack, scav, Template.from_stack(stack)
 
 
+GIVEN_UP = "Records given up on"  # the label of the one metric-math alarm
+
+
 def alarms_by_metric(template: Template) -> dict[str, dict[str, Any]]:
-    return {
-        a["Properties"]["MetricName"]: a["Properties"]
-        for a in template.find_resources("AWS::CloudWatch::Alarm").values()
-    }
+    """Alarms by metric name (a metric-math alarm by its expression's label)."""
+    out = {}
+    for alarm in template.find_resources("AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        name = props.get("MetricName") or next(
+            m["Label"] for m in props["Metrics"] if "Expression" in m
+        )
+        out[name] = props
+    return out
 
 
 EXPECTED = {
@@ -54,13 +62,14 @@ EXPECTED = {
     "ApproximateNumberOfMessagesVisible": ("AWS/SQS", "Maximum", 1, 1),
     "RecordsReported": ("StreamScavenger", "Sum", 1, 3),
     "UnmappableRecords": ("StreamScavenger", "Sum", 1, 1),
+    "ThrottledOut": ("StreamScavenger", "Sum", 1, 3),
 }
 
 
 def test_default_alarms() -> None:
     _, scav, template = build()
     alarms = alarms_by_metric(template)
-    assert set(alarms) == set(EXPECTED)
+    assert set(alarms) == {*EXPECTED, GIVEN_UP}
     for metric, (namespace, statistic, threshold, periods) in EXPECTED.items():
         props = alarms[metric]
         assert (
@@ -78,12 +87,40 @@ def test_default_alarms() -> None:
         assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
         assert props["TreatMissingData"] == "notBreaching", "an idle scavenger must not alarm"
         assert "AlarmActions" not in props
-    assert len(scav.alarms) == 7
+    assert len(scav.alarms) == 9
+
+
+def test_records_the_mapping_gives_up_on_alarm_from_its_own_event_counts() -> None:
+    _, scav, template = build()
+    (mapping_id,) = template.find_resources("AWS::Lambda::EventSourceMapping")
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping", {"MetricsConfig": {"Metrics": ["EventCount"]}}
+    )
+    props = alarms_by_metric(template)[GIVEN_UP]
+    assert (props["Threshold"], props["EvaluationPeriods"]) == (1, 1)
+    assert props["TreatMissingData"] == "notBreaching"
+    stats = {m["Id"]: m["MetricStat"] for m in props["Metrics"] if "MetricStat" in m}
+    assert {s["Metric"]["MetricName"] for s in stats.values()} == {
+        "DroppedEventCount",
+        "OnFailureDestinationDeliveredEventCount",
+    }
+    for stat in stats.values():
+        assert stat["Metric"]["Namespace"] == "AWS/Lambda" and stat["Stat"] == "Sum"
+        assert stat["Metric"]["Dimensions"] == [
+            {"Name": "EventSourceMappingUUID", "Value": {"Ref": mapping_id}}
+        ]
+    assert scav.alarms["dropped_events"] is not None
+    polled = scav.metric_mapping_events("PolledEventCount")
+    assert (polled.namespace, polled.metric_name) == ("AWS/Lambda", "PolledEventCount")
+    with pytest.raises(ScavengerConfigError, match="metric_name must be one of"):
+        scav.metric_mapping_events("Nope")
 
 
 def test_alarm_dimensions_name_the_function_or_queue_never_a_key() -> None:
     _, _, template = build()
     for metric, props in alarms_by_metric(template).items():
+        if metric == GIVEN_UP:
+            continue  # the mapping's UUID (test above)
         (dimension,) = props["Dimensions"]
         expected = "QueueName" if metric == "ApproximateNumberOfMessagesVisible" else "FunctionName"
         assert dimension["Name"] == expected
@@ -104,6 +141,8 @@ def test_thresholds_can_be_overridden_and_switched_off() -> None:
         "dead_letter_messages",
         "destination_delivery_failures",
         "records_reported",
+        "dropped_events",
+        "throttled_out",
     }
 
 
@@ -252,8 +291,18 @@ def test_dashboard_shows_the_health_on_one_screen() -> None:
     template.has_resource_properties(
         "AWS::CloudWatch::Dashboard", {"DashboardName": "scavenger-health"}
     )
-    shown = {(m[0], m[1]) for m in dashboard_metrics(template)}
+    shown = {
+        (m[0], m[1]) if isinstance(m[0], str) else ("expression", m[0]["label"])
+        for m in dashboard_metrics(template)
+    }
     assert shown == {
+        ("expression", GIVEN_UP),
+        ("AWS/Lambda", "DroppedEventCount"),  # the expression's inputs (hidden lines)
+        ("AWS/Lambda", "OnFailureDestinationDeliveredEventCount"),
+        ("AWS/Lambda", "PolledEventCount"),
+        ("AWS/Lambda", "FilteredOutEventCount"),
+        ("AWS/Lambda", "InvokedEventCount"),
+        ("StreamScavenger", "ThrottledOut"),
         ("AWS/Lambda", "Invocations"),
         ("AWS/Lambda", "Errors"),
         ("AWS/Lambda", "Throttles"),

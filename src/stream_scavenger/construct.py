@@ -207,7 +207,7 @@ class StreamScavenger(Construct):
             )
             # The monitoring.
             self._metrics = ScavengerMetrics(
-                self, self.function, self.dead_letter_queue, self.targets
+                self, self.function, self.dead_letter_queue, self.targets, self.event_source_mapping
             )
             self.alarms, self.dashboard = create_monitoring(
                 self, self._metrics, alarm_thresholds, alarm_actions, alarm_topic, dashboard
@@ -296,6 +296,22 @@ class StreamScavenger(Construct):
     def metric_dead_letter_messages(self, **options: Any) -> cloudwatch.Metric | None:
         """Messages visible in the construct's on-failure queue; None when it made none."""
         return self._metrics.dead_letter_messages(**options)
+
+    def metric_throttled_out(self, **options: Any) -> cloudwatch.Metric:
+        """Invocations that ran out of time while the target throttled (``ThrottledOut``)."""
+        return self.metric("ThrottledOut", **options)
+
+    def metric_mapping_events(self, metric_name: str, **options: Any) -> cloudwatch.Metric:
+        """One of Lambda's event counts of the mapping (``AWS/Lambda``, dimension
+        ``EventSourceMappingUUID``): ``PolledEventCount``, ``FilteredOutEventCount``,
+        ``InvokedEventCount``, ``FailedInvokeEventCount``, ``DroppedEventCount``,
+        ``OnFailureDestinationDeliveredEventCount``."""
+        return self._metrics.mapping_events(metric_name, **options)
+
+    def metric_dropped_events(self) -> cloudwatch.MathExpression:
+        """Records the mapping gave up on: the larger of ``DroppedEventCount`` and
+        ``OnFailureDestinationDeliveredEventCount`` per period (the ``dropped_events`` alarm)."""
+        return self._metrics.dropped_events()
 
     def metric_throttled_requests(self, **options: Any) -> cloudwatch.Metric:
         """Deprecated: use ``metric_batch_write_throttles()`` (the same metric)."""

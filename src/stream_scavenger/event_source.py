@@ -73,6 +73,9 @@ def create_mapping(
         filters=[lambda_.FilterCriteria.filter(p) for p in patterns],
         filter_encryption=options.filter_encryption,
         enabled=None if options.enabled else False,
+        # Lambda's own counts per mapping (polled, filtered out, invoked, failed, dropped,
+        # sent to the on-failure destination): where records given up on are counted.
+        metrics_config=lambda_.MetricsConfig(metrics=[lambda_.MetricType.EVENT_COUNT]),
     )
     if age.is_unresolved():
         resource = mapping.node.default_child

@@ -59,6 +59,12 @@ class AlarmThresholds:
     """Records reported for replay, sustained for 3 periods: deletes keep failing."""
     unmappable_records: float | None = 1
     """Records that could never name a target key: a data or mapping problem."""
+    dropped_events: float | None = 1
+    """Records the event source mapping gave up on (its ``DroppedEventCount`` or
+    ``OnFailureDestinationDeliveredEventCount``), whatever the on-failure destination."""
+    throttled_out: float | None = 1
+    """Invocations that ran out of time while the target throttled, sustained for 3 periods:
+    the target is under-provisioned for this stream."""
 
     @classmethod
     def off(cls) -> AlarmThresholds:
@@ -67,7 +73,7 @@ class AlarmThresholds:
 
 
 #: Alarms that must breach in this many consecutive periods (others: one).
-_SUSTAINED = {"throttles": 3, "records_reported": 3}
+_SUSTAINED = {"throttles": 3, "records_reported": 3, "throttled_out": 3}
 _MEANING = {
     "errors": "the scavenger function failed",
     "throttles": "the scavenger function is throttled",
@@ -76,12 +82,27 @@ _MEANING = {
     "destination_delivery_failures": "records were given up on and could not be reported",
     "records_reported": "deletes keep failing and records are being replayed",
     "unmappable_records": "stream records could not be mapped to a target key",
+    "dropped_events": "the event source mapping gave up on records (dropped or sent to the "
+    "on-failure destination)",
+    "throttled_out": "the target table is under-provisioned: invocations run out of time "
+    "while it throttles (raise its capacity, use on-demand, a smaller batch_size or a longer "
+    "timeout)",
 }
+#: Lambda's metrics of an event source mapping (``metrics_config`` EventCount), by name.
+MAPPING_METRICS = (
+    "PolledEventCount",
+    "FilteredOutEventCount",
+    "InvokedEventCount",
+    "FailedInvokeEventCount",
+    "DroppedEventCount",
+    "OnFailureDestinationDeliveredEventCount",
+)
 
 
 class ScavengerMetrics:
     """The metrics of one scavenger: its function's own (namespace ``StreamScavenger``),
-    Lambda's (``AWS/Lambda``) and its on-failure queue's (``AWS/SQS``); 5-minute periods."""
+    Lambda's of the function and of its event source mapping (``AWS/Lambda``) and its
+    on-failure queue's (``AWS/SQS``); 5-minute periods."""
 
     def __init__(
         self,
@@ -89,9 +110,11 @@ class ScavengerMetrics:
         function: lambda_.IFunction,
         dead_letter_queue: sqs.IQueue | None,
         targets: Sequence[ResolvedTarget],
+        mapping: lambda_.IEventSourceMapping,
     ) -> None:
         self._path = scope.node.path
         self._function = function
+        self._mapping = mapping
         self._queue = dead_letter_queue
         self._targets = list(targets)
 
@@ -152,6 +175,34 @@ class ScavengerMetrics:
             "DestinationDeliveryFailures", **{"statistic": "Sum", "period": PERIOD, **options}
         )
 
+    def mapping_events(self, metric_name: str, **options: Any) -> cloudwatch.Metric:
+        """One of Lambda's event counts of the mapping (:data:`MAPPING_METRICS`), summed."""
+        if metric_name not in MAPPING_METRICS:
+            raise ScavengerConfigError(
+                f"metric_name must be one of {list(MAPPING_METRICS)}, got {metric_name!r}",
+                path=self._path,
+            )
+        props: dict[str, Any] = {"statistic": "Sum", "period": PERIOD, **options}
+        return cloudwatch.Metric(
+            namespace="AWS/Lambda",
+            metric_name=metric_name,
+            dimensions_map={"EventSourceMappingUUID": self._mapping.event_source_mapping_id},
+            **props,
+        )
+
+    def dropped_events(self) -> cloudwatch.MathExpression:
+        """Records the mapping gave up on: the larger of its dropped and delivered-to-the-
+        on-failure-destination counts (either is enough to know records were given up on)."""
+        return cloudwatch.MathExpression(
+            expression="MAX([FILL(dropped, 0), FILL(delivered, 0)])",
+            using_metrics={
+                "dropped": self.mapping_events("DroppedEventCount"),
+                "delivered": self.mapping_events("OnFailureDestinationDeliveredEventCount"),
+            },
+            label="Records given up on",
+            period=PERIOD,
+        )
+
     def dead_letter_messages(self, **options: Any) -> cloudwatch.Metric | None:
         """Messages visible in the construct's on-failure queue; None when it made none."""
         if self._queue is None:
@@ -169,6 +220,8 @@ class ScavengerMetrics:
             "destination_delivery_failures": self.destination_delivery_failures(),
             "records_reported": self.own("RecordsReported"),
             "unmappable_records": self.own("UnmappableRecords"),
+            "dropped_events": self.dropped_events(),
+            "throttled_out": self.own("ThrottledOut"),
         }
         dead_letters = self.dead_letter_messages()
         if dead_letters is not None:
@@ -185,6 +238,10 @@ class ScavengerMetrics:
             "retries": self.own("Retries"),
             "throttled_requests": self.own("Throttles"),
             "consumed_write_capacity": self.own("ConsumedWriteCapacity"),
+            **{
+                name: self.mapping_events(name)
+                for name in ("PolledEventCount", "FilteredOutEventCount", "InvokedEventCount")
+            },
         }
 
     def per_target(self) -> dict[str, list[cloudwatch.IMetric]]:
@@ -276,8 +333,9 @@ def create_dashboard(
     metrics: dict[str, cloudwatch.IMetric],
     per_target: dict[str, list[cloudwatch.IMetric]] | None = None,
 ) -> cloudwatch.Dashboard:
-    """Invocations, errors, throttles, iterator age, deletes vs matches, retries, replayed and
-    unmappable records, on-failure queue depth and consumed write capacity; with several
+    """Invocations, errors, throttles, iterator age, deletes vs matches, retries and throttled
+    invocations, replayed and unmappable records, records given up on, consumed write
+    capacity and the mapping's event counts; with several
     targets also keys deleted and records reported per target (``per_target``, by title)."""
 
     def graph(title: str, *names: str) -> cloudwatch.GraphWidget:
@@ -292,16 +350,28 @@ def create_dashboard(
         graph("Keys deleted vs records matched", "keys_deleted", "records_matched"),
     )
     dashboard.add_widgets(
-        graph("Retries and throttled requests", "retries", "throttled_requests"),
+        graph(
+            "Retries, throttled requests, throttled out",
+            "retries",
+            "throttled_requests",
+            "throttled_out",
+        ),
         graph("Replayed and unmappable records", "records_reported", "unmappable_records"),
         graph(
-            "Given up on: queue depth, delivery failures",
+            "Given up on: mapping, queue depth, delivery failures",
+            "dropped_events",
             "dead_letter_messages",
             "destination_delivery_failures",
         ),
     )
     dashboard.add_widgets(
         graph("Consumed write capacity (WCU)", "consumed_write_capacity"),
+        graph(
+            "Mapping: polled, filtered out, invoked",
+            "PolledEventCount",
+            "FilteredOutEventCount",
+            "InvokedEventCount",
+        ),
         *(
             cloudwatch.GraphWidget(title=title, left=lines, width=8, height=6)
             for title, lines in (per_target or {}).items()

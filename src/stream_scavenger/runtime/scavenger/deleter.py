@@ -136,6 +136,8 @@ class DeleteResult:
     rejected: dict[str, dict[Identity, str]] = field(default_factory=dict)
     stats: DeleteStats = field(default_factory=DeleteStats)
     timed_out: bool = False
+    #: Time ran out with keys unconfirmed while the target was throttling.
+    throttled_out: bool = False
 
     @property
     def deleted_count(self) -> int:
@@ -227,6 +229,7 @@ class BatchDeleter:
             done, not_done = wait(futures, timeout=max(deadline.left(), 0))
             # Whatever is still in flight is not confirmed: its keys stay undeleted.
             result.timed_out = bool(not_done)
+            result.throttled_out = bool(not_done) and self.pacer.rate is not None
             for future in futures:
                 if future not in done:
                     continue
@@ -235,6 +238,7 @@ class BatchDeleter:
                     result.stats.error(type(future.exception()).__name__)
                     continue
                 outcome = future.result()
+                result.throttled_out |= outcome.throttled_out
                 for key in outcome.deleted:
                     result.deleted.setdefault(key.table, set()).add(key.identity)
                 for key, code in outcome.rejected:
@@ -277,7 +281,7 @@ class BatchDeleter:
         stats = outcome.stats
         pending = {(key.table, key.identity): key for key in group}
         failures = 0
-        sent = False
+        sent = throttled = False
         while pending and not stop.is_set():
             if failures:
                 delay = self.backoff(failures)
@@ -285,7 +289,10 @@ class BatchDeleter:
                     break
                 self._sleep(delay)
             paced = self.pacer.acquire(len(pending), MIN_REQUEST_S, self._sleep)
-            if not paced or stop.is_set() or deadline.left() < MIN_REQUEST_S:
+            if not paced:  # held back by the rate the target accepts until the time ran out
+                outcome.throttled_out = True
+                break
+            if stop.is_set() or deadline.left() < MIN_REQUEST_S:
                 break
             stats.retries += sent
             sent = True
@@ -298,6 +305,7 @@ class BatchDeleter:
                     # Rejected on its own: the same bytes will be rejected on every replay.
                     outcome.rejected += [(key, err.code) for key in pending.values()]
                 break
+            throttled = answer is _THROTTLED or (not isinstance(answer, _Failure) and bool(answer))
             if isinstance(answer, _Failure):
                 self.pacer.report(0, throttled=answer is _THROTTLED)
                 failures += answer is _FAILED
@@ -309,6 +317,8 @@ class BatchDeleter:
                 outcome.deleted.append(pending.pop(ref))
             self.pacer.report(len(accepted), throttled=bool(pending))
             stats.unprocessed += len(pending)
+        # Stopped with keys left while the last answer was a throttle: out of time, throttled.
+        outcome.throttled_out |= bool(pending) and throttled and failures < self._max_attempts
 
     def _send(self, pending: Mapping[KeyRef, TargetKey], stats: DeleteStats) -> _Answer:
         """One request: the keys it left unprocessed, or how it failed retryably.
@@ -361,6 +371,7 @@ class _ChunkOutcome:
     deleted: list[TargetKey] = field(default_factory=list)
     rejected: list[tuple[TargetKey, str]] = field(default_factory=list)
     stats: DeleteStats = field(default_factory=DeleteStats)
+    throttled_out: bool = False
 
 
 def unprocessed_refs(response: Any, sent: Mapping[KeyRef, Any]) -> set[KeyRef] | None:

@@ -21,7 +21,7 @@ reported, else INFO; its ``summary`` field is :class:`Summary`, with no item dat
      "deletes": {"requests": 4, "retries": 2, "unprocessed": 0, "throttles": 2,
                  "errors": 0, "splits": 0, "consumed_wcu": 50.0,
                  "error_codes": {"ThrottlingException": 2}},
-     "timed_out": false, "not_mapped": 0, "duration_ms": 41.7,
+     "timed_out": false, "throttled_out": false, "not_mapped": 0, "duration_ms": 41.7,
      "targets": [{"table": "staging", "matched": 70, "unmappable": 1,
                   "duplicates": 20, "deleted": 50, "reported": 0, "remembered": 0}]}
 
@@ -129,6 +129,8 @@ class Summary:
     #: How the deletes went; all zero in a dry run, which sends no request.
     deletes: DeleteStats = field(default_factory=DeleteStats)
     timed_out: bool = False
+    #: Time ran out with keys unconfirmed while the target throttled (under-provisioned).
+    throttled_out: bool = False
     #: Records not looked at because mapping ran out of time (all reported).
     not_mapped: int = 0
     duration_ms: float = 0.0
@@ -155,6 +157,7 @@ SUMMARY_METRICS = {
     "UnprocessedItems": "deletes.unprocessed",
     "Throttles": "deletes.throttles",
     "ConsumedWriteCapacity": "deletes.consumed_wcu",
+    "ThrottledOut": "throttled_out",
     "BatchLatency": "duration_ms",
 }
 #: The per-target metrics carry the :class:`TargetSummary` fields of the same names.
@@ -162,8 +165,10 @@ TARGET_SUMMARY_METRICS = {name: SUMMARY_METRICS[name] for name in TARGET_METRICS
 
 
 def metric_values(counts: Summary | TargetSummary, fields: Mapping[str, str]) -> dict[str, float]:
-    """Metric name -> value, read from ``counts`` through ``fields`` (metric -> field path)."""
-    return {name: attrgetter(path)(counts) for name, path in fields.items()}
+    """Metric name -> value, read from ``counts`` through ``fields`` (metric -> field path);
+    a flag counts 1 or 0 (EMF values are numbers)."""
+    values = {name: attrgetter(path)(counts) for name, path in fields.items()}
+    return {name: int(v) if isinstance(v, bool) else v for name, v in values.items()}
 
 
 @dataclass
@@ -327,6 +332,7 @@ class Scavenger:
         for counts in summary.targets:
             counts.deleted = len(result.deleted.get(counts.table, ()))
         summary.timed_out = result.timed_out or batch.mapped < len(batch.records)
+        summary.throttled_out = result.throttled_out
         if result.rejected:
             self._unmap_rejected(batch, result, deadline, summary)
         summary.unmappable = len(batch.unmappable)
