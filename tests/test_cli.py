@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.config import Config
+from redrivekit import give_up_on_everything, redrive_cli
 from shardedstreams import ShardedStreams
 from sqsserver import sqs_endpoint_fixture  # noqa: F401 - the sqs_endpoint fixture
 from test_dynamodb_local_setup import FAKE_NPM, fake_java, script
+from test_dynamodb_local_setup import silent_proxy as silent_proxy  # the fixture
 
 from stream_scavenger import __version__, cli
 from stream_scavenger.cli import main
 from stream_scavenger.local.dynamodb_local import local_client
 from stream_scavenger.local.scenario import example_app, synthesize
+from stream_scavenger.runtime.scavenger import handler as handler_module
 from testkit.events import record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -611,3 +615,35 @@ def test_the_checkpoint_is_the_functions_and_its_configurations(
     assert left_in(ddb, other) == 0
     assert "records read: 5" in capsys.readouterr().out
     assert len(list((tmp_path / ".stream-scavenger").glob("*.json"))) == 2
+
+
+def test_redrive_against_a_loopback_endpoint_bypasses_the_environments_proxy(
+    assembly: Path, ddb_local: Any, ddb: Any, ddb_streams: Any, sqs_endpoint: str,
+    silent_proxy: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """HTTP(S)_PROXY at a port that never answers: the scavenger's own client must not go
+    there for DynamoDB Local (as every other loopback client does not). Its requests get a
+    2 s read timeout and one attempt here, so a regression fails in seconds."""
+    keys = [{"messageId": {"S": f"x{i}"}, "createdAt": {"N": str(i)}} for i in range(3)]
+
+    def fill(ddb: Any, messages: str, staging: str) -> None:
+        for key in keys:
+            ddb.put_item(TableName=staging, Item=key)
+            ddb.put_item(TableName=messages, Item=key)
+
+    given_up = give_up_on_everything(
+        assembly, (ddb, ddb_streams), sqs_endpoint, ddb_local.endpoint_url, fill, prefix="proxy"
+    )
+    real = handler_module.make_client
+    impatient = Config(read_timeout=2, connect_timeout=2, retries={"total_max_attempts": 1})
+
+    def make_client(scavenger: Any, /, **overrides: Any) -> Any:
+        given = overrides.pop("config", None)
+        return real(scavenger, **overrides, config=impatient.merge(given) if given else impatient)
+
+    monkeypatch.setattr(handler_module, "make_client", make_client)
+    code = redrive_cli(given_up)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "redriven: 1, kept: 0" in out
+    assert ddb.scan(TableName=given_up["staging"], Select="COUNT")["Count"] == 0

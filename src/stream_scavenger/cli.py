@@ -19,6 +19,7 @@ from .local.dynamodb_local import (
     DynamoDBLocal,
     DynamoDBLocalError,
     ensure_jar_dir,
+    is_loopback,
     local_client,
     require_java,
 )
@@ -33,14 +34,23 @@ from .local.event_source_mapping import (
     table_names_for,
 )
 from .local.invoker import FunctionError, SubprocessInvoker
-from .local.scenario import CheckReport, check_assembly, example_app, synthesize
+from .local.scenario import (
+    CheckReport,
+    check_assembly,
+    example_app,
+    paused_reason,
+    runnable,
+    synthesize,
+)
 from .runtime.scavenger.config import ScavengerConfig
 
 EXIT_CODES = """exit status:
-  0  success (every scavenger deleted exactly the matching items; invoke: the function answered)
+  0  success (every scavenger deleted exactly the matching items, a paused one skipped;
+     invoke: the function answered)
   1  a scavenger did not delete exactly the matching items; invoke: the function failed
   2  usage or set-up error: no Java 17+, no DynamoDB Local (and npm could not install it),
-     endpoint unreachable, synthesis failed, not a cloud assembly, or no scavenger in it"""
+     endpoint unreachable, synthesis failed, not a cloud assembly, no scavenger in it, or
+     (demo, run) only paused ones: event source mapping with Enabled: false"""
 
 
 class _Endpoint:
@@ -101,7 +111,9 @@ def _print_reports(reports: list[CheckReport]) -> None:
         "retries", "WCU", "invocations", "seconds", "records/s", "result",
     )  # fmt: skip
     rows = [
-        (
+        (f"{r.stack}/{r.function}", *["-"] * (len(header) - 2), "paused")
+        if r.paused
+        else (
             f"{r.stack}/{r.function}",
             str(r.records),
             f"{r.deleted}/{r.keys}",
@@ -122,7 +134,13 @@ def _print_reports(reports: list[CheckReport]) -> None:
 
 
 def _run_assembly(cdk_out: Path, endpoint: _Endpoint, records: int) -> int:
-    load_assembly(cdk_out)  # fail early, before starting anything, if it is not an assembly
+    stacks = load_assembly(cdk_out)  # fail early, before starting anything
+    runnable(stacks, cdk_out)
+    for stack in stacks:
+        for function in stack.functions:
+            reason = paused_reason(stack, function)
+            if reason:
+                print(f"stream-scavenger: skipped: {reason}", file=sys.stderr)
     update, close = _progress(records)
     with endpoint.open() as (url, ddb, streams):
         try:
@@ -162,7 +180,7 @@ def _drain_existing(cdk_out: Path, args: argparse.Namespace) -> int:
     after each shard's checkpoint finds no record left. The checkpoint belongs to the
     stream, the function and a hash of its configuration; a dry run keeps none.
     """
-    stack, function = _pick_function(str(cdk_out), args.function)
+    stack, function = _pick_function(str(cdk_out), args.function, refuse_paused=True)
     if function.mapping is None or function.mapping.source_table is None:
         raise AssemblyError(f"{function.logical_id} has no event source mapping on a table")
     names = _table_names(stack, args.table)
@@ -277,10 +295,23 @@ def _local_function_arn(stack: StackDef, function: FunctionDef) -> str:
     )
 
 
-def _pick_function(cloud_assembly: str, prefix: str | None) -> tuple[StackDef, FunctionDef]:
+def _pick_function(
+    cloud_assembly: str, prefix: str | None, refuse_paused: bool = False
+) -> tuple[StackDef, FunctionDef]:
+    """The one function ``prefix`` chooses; with ``refuse_paused`` (existing tables), a paused
+    one is named and left out, and an error when that leaves none (nothing was deleted)."""
     candidates = [(s, f) for s in load_assembly(cloud_assembly) for f in s.functions]
     if prefix:
         candidates = [(s, f) for s, f in candidates if f.logical_id.startswith(prefix)]
+    if refuse_paused:
+        refused = [r for s, f in candidates if (r := paused_reason(s, f))]
+        candidates = [(s, f) for s, f in candidates if not paused_reason(s, f)]
+        if refused and not candidates:
+            for reason in refused[:-1]:
+                print(f"stream-scavenger: {reason}", file=sys.stderr)
+            raise AssemblyError(f"{refused[-1]}; nothing was deleted")
+        for reason in refused:
+            print(f"stream-scavenger: skipped: {reason}", file=sys.stderr)
     if len(candidates) != 1:
         found = ", ".join(f.logical_id for _, f in candidates) or "none"
         raise AssemblyError(f"choose one scavenger function with --function (found: {found})")
@@ -348,6 +379,8 @@ def _function_environment(
 
 
 def _redrive(args: argparse.Namespace) -> int:
+    from botocore.config import Config
+
     from .redrive import redrive
     from .runtime.scavenger.handler import Scavenger, make_client
 
@@ -364,6 +397,8 @@ def _redrive(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.endpoint_url:
         overrides = {"endpoint_url": args.endpoint_url, **LOCAL_CLIENT_SETTINGS}
+        if is_loopback(args.endpoint_url):  # as local_client: never through HTTP(S)_PROXY
+            overrides["config"] = Config(proxies={})
     scavenger = Scavenger(config, make_client(config, **overrides))
     report = redrive(
         clients["sqs"],
@@ -410,7 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="For each scavenger of your app: create its stack's tables as the template "
         "defines them, fill the target, write matching source items, run the function's own "
         "asset on the stream (batch size, filters, checkpointing and retries as the event "
-        "source mapping says), and verify that exactly the matching target items are gone.",
+        "source mapping says), and verify that exactly the matching target items are gone. "
+        "A scavenger whose event source mapping is paused (Enabled: false) reads nothing once "
+        "deployed, so it is not run: skipped, with a 'paused' row in the summary (and refused "
+        "with --table, deleting nothing).",
         epilog="examples:\n  stream-scavenger run --app 'python app.py'\n"
         "  cdk synth && stream-scavenger run --cloud-assembly cdk.out --records 5000\n"
         "  stream-scavenger run --cloud-assembly cdk.out --endpoint-url http://127.0.0.1:8000\n"
@@ -421,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
         "      --on-failure-queue-url $DLQ --sqs-endpoint-url http://127.0.0.1:5000\n\n"
         "with --table, exit status 1 also when a batch was given up on, the function failed,\n"
         "or a fresh read after the checkpoints still finds records in the stream; a dry-run\n"
-        "function reports what it would delete and keeps no checkpoint\n\n" + EXIT_CODES,
+        "function reports what it would delete and keeps no checkpoint; a paused scavenger\n"
+        "(Enabled: false) is refused: exit status 2, nothing deleted\n\n" + EXIT_CODES,
         formatter_class=raw,
     )
     source = run.add_mutually_exclusive_group(required=True)
@@ -475,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the function once with a saved event and print its response",
         description="Invoke a synthesized scavenger once, in a subprocess with its own asset and "
         "environment, with an event from a file (for example one made by "
-        "`sam local generate-event dynamodb update`), and print the response.",
+        "`sam local generate-event dynamodb update`), and print the response. A paused event "
+        "source mapping (Enabled: false) does not stop it: the one event is yours to send.",
         epilog="examples:\n"
         "  stream-scavenger invoke --event event.json --cloud-assembly cdk.out\n"
         "  stream-scavenger invoke --event event.json --cloud-assembly cdk.out \\\n"

@@ -41,6 +41,17 @@ class MappingDef:
     logical_id: str
     properties: dict[str, Any]
     source_table: str | None
+    #: The path of the construct holding the mapping (the scavenger), from the assembly's
+    #: metadata; None when the assembly has none for it.
+    construct_path: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """False only for a literal ``Enabled: false`` (or ``"false"``): deployed, Lambda
+        reads nothing. A token (a parameter, a condition) counts as enabled, CloudFormation's
+        default: it cannot be resolved here, and the construct only ever writes ``false``."""
+        value = self.properties.get("Enabled")
+        return not (value is False or (isinstance(value, str) and value.lower() == "false"))
 
 
 @dataclass(frozen=True)
@@ -95,7 +106,8 @@ def load_assembly(cdk_out: Path | str) -> list[StackDef]:
         if artifact.get("type") != "aws:cloudformation:stack":
             continue
         template = json.loads((root / artifact["properties"]["templateFile"]).read_text())
-        stack = _read_stack(artifact.get("displayName", name), template, assets)
+        paths = _construct_paths(root, artifact)
+        stack = _read_stack(artifact.get("displayName", name), template, assets, paths)
         if stack.functions:
             stacks.append(stack)
     return stacks
@@ -114,7 +126,35 @@ def _asset_dirs(root: Path, manifest: dict[str, Any]) -> dict[str, Path]:
     return dirs
 
 
-def _read_stack(name: str, template: dict[str, Any], assets: dict[str, Path]) -> StackDef:
+def _construct_paths(root: Path, artifact: dict[str, Any]) -> dict[str, str]:
+    """Logical ID -> construct path, from the stack's metadata: in the manifest, or in the
+    file its ``additionalMetadataFile`` names (where aws-cdk-lib 2.257 writes it)."""
+    metadata = artifact.get("metadata") or {}
+    extra = artifact.get("additionalMetadataFile")
+    if extra and (root / extra).is_file():
+        metadata = {**metadata, **json.loads((root / extra).read_text())}
+    return {
+        entry["data"]: path.strip("/")
+        for path, entries in metadata.items()
+        for entry in entries
+        if entry.get("type") == "aws:cdk:logicalId" and isinstance(entry.get("data"), str)
+    }
+
+
+def _holder(path: str | None) -> str | None:
+    """The construct holding a resource (``S/Scavenger/EventSourceMapping/Resource`` ->
+    ``S/Scavenger``)."""
+    if path is None:
+        return None
+    parts = path.split("/")
+    if parts[-1] == "Resource":
+        parts.pop()
+    return "/".join(parts[:-1]) or None
+
+
+def _read_stack(
+    name: str, template: dict[str, Any], assets: dict[str, Path], paths: dict[str, str]
+) -> StackDef:
     resources = template.get("Resources", {})
     stack = StackDef(name)
     mappings: dict[str, MappingDef] = {}
@@ -127,7 +167,8 @@ def _read_stack(name: str, template: dict[str, Any], assets: dict[str, Path]) ->
             arn = props.get("EventSourceArn")
             source = arn["Fn::GetAtt"][0] if isinstance(arn, dict) and "Fn::GetAtt" in arn else None
             if isinstance(function, dict) and "Ref" in function:
-                mappings[function["Ref"]] = MappingDef(logical_id, props, source)
+                holder = _holder(paths.get(logical_id))
+                mappings[function["Ref"]] = MappingDef(logical_id, props, source, holder)
     for logical_id, resource in resources.items():
         props = resource.get("Properties", {})
         if resource.get("Type") != "AWS::Lambda::Function":

@@ -4,7 +4,8 @@ For each scavenger of the assembly: create the stack's tables as the template
 defines them, fill each target with items that should go and items that must
 stay, write the matching source items (as the selected events require), run
 the local event source mapping with the function's own asset, and verify that
-exactly the matching target items are gone, in every target.
+exactly the matching target items are gone, in every target. A scavenger whose mapping
+is paused (``Enabled: false``) is skipped: deployed, it reads nothing.
 """
 
 from __future__ import annotations
@@ -51,11 +52,13 @@ class CheckReport:
     metrics: dict[str, float] = field(default_factory=dict)
     #: Per target table (logical ID): keys deleted, keys to delete.
     targets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Skipped: the mapping is paused (``Enabled: false``), so nothing was run.
+    paused: bool = False
 
     @property
     def ok(self) -> bool:
-        """Exactly the matching items are gone, and nothing was given up on."""
-        return (
+        """Exactly the matching items are gone, and nothing was given up on (or paused)."""
+        return self.paused or (
             self.deleted == self.keys
             and self.still_there == 0
             and self.unrelated_kept == self.unrelated_total
@@ -153,6 +156,29 @@ def _count_present(client: Any, table: str, keys: list[dict[str, Any]]) -> int:
     return present
 
 
+def paused_reason(stack: StackDef, function: FunctionDef) -> str | None:
+    """Why the function is not run, naming its construct, or None when its mapping is on."""
+    if function.mapping is None or function.mapping.enabled:
+        return None
+    where = function.mapping.construct_path or stack.name
+    return (
+        f"{where} (function {function.logical_id}): its event source mapping is paused "
+        "(Enabled: false); deployed, it reads nothing"
+    )
+
+
+def runnable(stacks: list[StackDef], cdk_out: Path | str) -> None:
+    """Raise ValueError when the assembly has no scavenger, or only paused ones."""
+    functions = [(stack, f) for stack in stacks for f in stack.functions]
+    if not functions:
+        raise ValueError(f"no stream-scavenger function found in {cdk_out}")
+    if all(paused_reason(stack, f) for stack, f in functions):
+        raise ValueError(
+            f"every stream-scavenger function in {cdk_out} has its event source mapping "
+            "paused (Enabled: false): deployed, none reads its stream, so nothing was run"
+        )
+
+
 def check_function(
     stack: StackDef,
     function: FunctionDef,
@@ -245,15 +271,36 @@ def check_assembly(
     records: int = 200,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[CheckReport]:
-    """Check every scavenger of a synthesized assembly."""
+    """Check every scavenger of a synthesized assembly; a paused one gets a report marked
+    ``paused`` and is not run (ValueError when all are)."""
     stacks = load_assembly(cdk_out)
-    if not stacks:
-        raise ValueError(f"no stream-scavenger function found in {cdk_out}")
-    return [
-        check_function(stack, function, endpoint_url, clients, records, on_batch)
-        for stack in stacks
-        for function in stack.functions
-    ]
+    runnable(stacks, cdk_out)
+    reports = []
+    for stack in stacks:
+        for function in stack.functions:
+            if paused_reason(stack, function):
+                reports.append(_paused_report(stack, function))
+            else:
+                reports.append(
+                    check_function(stack, function, endpoint_url, clients, records, on_batch)
+                )
+    return reports
+
+
+def _paused_report(stack: StackDef, function: FunctionDef) -> CheckReport:
+    return CheckReport(
+        stack=stack.name,
+        function=function.logical_id,
+        records=0,
+        keys=0,
+        deleted=0,
+        still_there=0,
+        unrelated_kept=0,
+        unrelated_total=0,
+        run=RunStats(),
+        seconds=0.0,
+        paused=True,
+    )
 
 
 def example_app() -> Path:
