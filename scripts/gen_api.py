@@ -314,7 +314,15 @@ def contract_section() -> list[str]:
 
 #: The local runner's modules, in reading order (the old names runner, check and redrive
 #: are deprecated aliases and not documented).
-LOCAL_MODULES = ("dynamodb_local", "assembly", "invoker", "event_source_mapping", "scenario")
+LOCAL_MODULES = (
+    "dynamodb_local",
+    "provision",
+    "assembly",
+    "invoker",
+    "runtime_api",
+    "event_source_mapping",
+    "scenario",
+)
 
 
 def local_section() -> list[str]:
