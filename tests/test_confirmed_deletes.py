@@ -84,9 +84,25 @@ def test_records_without_an_event_id_are_always_sent(
 def test_the_memory_is_bounded_oldest_first() -> None:
     memory = ConfirmedDeletes(capacity=2)
     a, b, c = (("arn", f"e{i}", str(i)) for i in range(3))
-    memory.add("t", a)
-    memory.add("t", b)
-    memory.add("t", c)
-    assert (("t", a) in memory, ("t", b) in memory, ("t", c) in memory) == (False, True, True)
-    assert ("u", b) not in memory  # per target table
+    key = (("pk", "S", "k"),)
+    for record_id in (a, b, c):
+        memory.add("t", record_id, key)
+    assert [("t", r, key) in memory for r in (a, b, c)] == [False, True, True]
+    assert ("u", b, key) not in memory  # per target table
+    assert ("t", b, (("pk", "S", "other"),)) not in memory  # and per key
     assert len(memory) == 2
+
+
+def test_two_records_sharing_an_id_do_not_stand_in_for_each_other(
+    ddb_local: Any, ddb: Any, make_table: Any
+) -> None:
+    """Lambda never sends two records with one ID; arbitrary input may."""
+    table = make_table({"pk": "S"})
+    put_items(ddb, table, [{"pk": "a"}, {"pk": "b"}])
+    twins = [record("INSERT", {"pk": k}, sequence_number="100", event_id="e") for k in "ab"]
+    with FaultProxy(ddb_local.endpoint_url) as plain:
+        scavenger = _scavenger(plain, table)
+        scavenger.handle(event(twins[0]), Context(30_000))
+        assert scavenger.handle(event(twins[1]), Context(30_000)) == {"batchItemFailures": []}
+        assert plain.counts.batch_items == [1, 1]  # b was sent, not taken as remembered
+    assert scan_keys(ddb, table, ["pk"]) == set()

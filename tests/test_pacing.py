@@ -18,6 +18,7 @@ from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
 from stream_scavenger.runtime.scavenger.deleter import BatchDeleter, Deadline
 from stream_scavenger.runtime.scavenger.handler import RESERVE_S, Scavenger, make_client
+from stream_scavenger.runtime.scavenger.pacing import PROBE_RATE, Pacer
 from stream_scavenger.runtime.scavenger.records import TargetKey, identity_of
 from testkit.events import event, record
 from testkit.proxy import LoopbackProxy, WriteCapacity
@@ -146,3 +147,67 @@ def test_a_target_far_below_the_batch_size_ends_with_every_key_deleted(
     # Paced, not hammered: at most twice the 12 requests 300 keys need (the ratios of a
     # longer run are the benchmark's "throttled target" series).
     assert counts["operations"]["BatchWriteItem"] <= 2 * 300 / 25, counts
+
+
+# ---- what a review found: the pacer must never stop a batch, nor learn from stale answers ----
+
+
+def test_a_low_learned_rate_slows_a_short_invocation_but_never_stops_it() -> None:
+    """At 5 units/s a full request takes 5 s of capacity; with a 5 s timeout the pacer grants
+    the part it can (before: nothing was ever sent again, and the shard stalled)."""
+    table = SimulatedTable(5)
+    deleter, _ = run(table, 200, budget_s=60)
+    for _ in range(5):
+        _, result = run(table, 100, budget_s=5, deleter=deleter)
+        assert result.deleted_count > 0
+
+
+def test_a_rate_learned_at_a_trickle_recovers_when_capacity_is_added() -> None:
+    table = SimulatedTable(0.2)
+    deleter, _ = run(table, 10, budget_s=120)
+    assert deleter.pacer.rate is not None and deleter.pacer.rate >= 1.0  # MIN_RATE holds
+    table.bucket = WriteCapacity(100, clock=lambda: table.now)
+    started = table.now
+    _, result = run(table, 3000, budget_s=900, deleter=deleter)
+    assert result.deleted_count == 3000
+    # 30 s of capacity, after up to 120 s of sending quietly at the old rate; before: 1.7 hours.
+    assert table.now - started < 120 + 3 * 30
+
+
+def test_answers_granted_before_the_rate_changed_cut_it_once() -> None:
+    """64 requests in flight when the table starts throttling: one decrease, not 64."""
+    clock = {"now": 0.0}
+    pacer = Pacer()
+    pacer.begin(lambda: 60.0 - clock["now"])
+    grants = [pacer.acquire(25, 0.25, lambda s: None) for _ in range(64)]
+    assert all(g is not None and g.keys == 25 for g in grants)  # unpaced until a throttle
+    for grant in grants:
+        assert grant is not None
+        pacer.report(grant, 2, throttled=True)
+    assert pacer.rate == PROBE_RATE  # set once by the first answer; the other 63 are stale
+
+
+def test_an_answer_from_an_earlier_invocation_changes_nothing() -> None:
+    pacer = Pacer()
+    pacer.begin(lambda: 60.0)
+    stale = pacer.acquire(25, 0.25, lambda s: None)
+    pacer.end()
+    pacer.begin(lambda: 60.0)
+    assert stale is not None
+    pacer.report(stale, 0, throttled=True)
+    assert pacer.rate is None and not pacer.throttled
+
+
+def test_throttled_out_needs_a_throttle_in_this_invocation() -> None:
+    """Out of time on 5xx answers is failing, not under-provisioned, whatever was learned."""
+    table = SimulatedTable(50)
+    deleter, _ = run(table, 500, budget_s=60)
+    assert deleter.pacer.rate is not None
+
+    def fails(**kwargs: Any) -> dict[str, Any]:
+        table.now += 1.0
+        raise ClientError({"Error": {"Code": "InternalServerError"}}, "BatchWriteItem")  # type: ignore[arg-type]
+
+    table.batch_write_item = fails  # type: ignore[method-assign]
+    _, result = run(table, 100, budget_s=3, deleter=deleter)
+    assert result.deleted_count == 0 and not result.throttled_out

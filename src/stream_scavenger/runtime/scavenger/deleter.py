@@ -22,6 +22,7 @@ keys given (the handler gives them in stream order), so what runs out of time is
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -91,7 +92,8 @@ class DeleteStats:
 
     #: ``BatchWriteItem`` requests sent, retries included.
     requests: int = 0
-    #: Requests sent again after a backoff.
+    #: Requests sent again for keys a request before did not confirm (after a backoff, or
+    #: paced after a throttle).
     retries: int = 0
     #: Keys an answer handed back in ``UnprocessedItems``, summed over attempts.
     unprocessed: int = 0
@@ -153,29 +155,31 @@ CONFIRMED_CAPACITY = 50_000
 
 
 class ConfirmedDeletes:
-    """The records, per target table, whose delete this container has seen confirmed.
+    """The records, per target table and key, whose delete this container saw confirmed.
 
     Lambda replays every record after the lowest reported one, and deleting an item that
     is already gone still costs a write unit; a replayed record found here is acknowledged
     without a request. That is also what the user meant: a replay must not delete an item
     created again since. Bounded: the oldest are forgotten first (a forgotten record is
-    deleted again, which is harmless).
+    deleted again, which is harmless). The key is part of the entry, so two records that
+    share an ID (Lambda never sends such) cannot stand in for each other.
     """
 
     def __init__(self, capacity: int = CONFIRMED_CAPACITY) -> None:
         self._capacity = capacity
-        self._seen: OrderedDict[tuple[str, RecordId], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, RecordId, Identity], None] = OrderedDict()
 
-    def __contains__(self, entry: tuple[str, RecordId]) -> bool:
+    def __contains__(self, entry: tuple[str, RecordId, Identity]) -> bool:
         return entry in self._seen
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def add(self, table: str, record: RecordId) -> None:
-        """Remember that ``record``'s key in ``table`` was confirmed deleted."""
-        self._seen[(table, record)] = None
-        self._seen.move_to_end((table, record))
+    def add(self, table: str, record: RecordId, identity: Identity) -> None:
+        """Remember that ``record``'s key ``identity`` in ``table`` was confirmed deleted."""
+        entry = (table, record, identity)
+        self._seen[entry] = None
+        self._seen.move_to_end(entry)
         while len(self._seen) > self._capacity:
             self._seen.popitem(last=False)
 
@@ -205,7 +209,7 @@ class BatchDeleter:
         self._sleep = sleep
         self._rng = rng
         #: Shared by every chunk and every invocation of this deleter (one per container).
-        self.pacer = pacer or Pacer()
+        self.pacer = pacer or Pacer(largest=CHUNK_SIZE)
 
     def backoff(self, retry: int) -> float:
         """Full-jitter exponential backoff before retry number ``retry`` (1-based)."""
@@ -218,6 +222,8 @@ class BatchDeleter:
             return result
         stop = threading.Event()
         self.pacer.begin(deadline.left)
+        # A pool per invocation: a request still hanging from the last one must not hold a
+        # worker of this one (starting the threads costs well under a millisecond).
         pool = ThreadPoolExecutor(
             max_workers=min(self._max_concurrency, -(-len(keys) // CHUNK_SIZE)),
             thread_name_prefix="scavenger",
@@ -229,7 +235,7 @@ class BatchDeleter:
             done, not_done = wait(futures, timeout=max(deadline.left(), 0))
             # Whatever is still in flight is not confirmed: its keys stay undeleted.
             result.timed_out = bool(not_done)
-            result.throttled_out = bool(not_done) and self.pacer.rate is not None
+            out_of_time = bool(not_done)
             for future in futures:
                 if future not in done:
                     continue
@@ -238,13 +244,16 @@ class BatchDeleter:
                     result.stats.error(type(future.exception()).__name__)
                     continue
                 outcome = future.result()
-                result.throttled_out |= outcome.throttled_out
+                out_of_time |= outcome.out_of_time
                 for key in outcome.deleted:
                     result.deleted.setdefault(key.table, set()).add(key.identity)
                 for key, code in outcome.rejected:
                     result.rejected.setdefault(key.table, {})[key.identity] = code
                 result.stats.add(outcome.stats)
+            # "Under-provisioned" needs both: the time ran out, and the target throttled.
+            result.throttled_out = out_of_time and self.pacer.throttled
         finally:
+            # Chunks not started never start; those in flight see ``stop`` and end.
             stop.set()
             self.pacer.end()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -274,51 +283,55 @@ class BatchDeleter:
         outcome: _ChunkOutcome,
     ) -> None:
         """Send ``group`` until every key is confirmed or rejected, the time is up, or
-        ``max_attempts`` requests failed other than by throttling.
+        ``max_attempts`` requests failed other than by throttling. The pacer may grant part
+        of the keys at a time (the first ones: stream order).
 
         Confirmed keys go into ``outcome`` as they are confirmed, so a later split loses none.
         """
         stats = outcome.stats
         pending = {(key.table, key.identity): key for key in group}
         failures = 0
-        sent = throttled = False
+        sent = backoff_due = False
         while pending and not stop.is_set():
-            if failures:
+            if backoff_due:
                 delay = self.backoff(failures)
                 if deadline.left() < delay + MIN_REQUEST_S:
+                    outcome.out_of_time = True
                     break
                 self._sleep(delay)
-            paced = self.pacer.acquire(len(pending), MIN_REQUEST_S, self._sleep)
-            if not paced:  # held back by the rate the target accepts until the time ran out
-                outcome.throttled_out = True
+                backoff_due = False
+            grant = self.pacer.acquire(len(pending), MIN_REQUEST_S, self._sleep, stop)
+            if grant is None or deadline.left() < MIN_REQUEST_S:
+                outcome.out_of_time = not stop.is_set()
                 break
-            if stop.is_set() or deadline.left() < MIN_REQUEST_S:
-                break
-            stats.retries += sent
+            stats.retries += int(sent)
             sent = True
+            batch = dict(itertools.islice(pending.items(), grant.keys))
             try:
-                answer = self._send(pending, stats)
+                answer = self._send(batch, stats)
             except NonRetryableError as err:
-                if err.code == "ValidationException":
-                    if len(pending) > 1:
-                        raise _Split(list(pending.values())) from err
-                    # Rejected on its own: the same bytes will be rejected on every replay.
-                    outcome.rejected += [(key, err.code) for key in pending.values()]
-                break
-            throttled = answer is _THROTTLED or (not isinstance(answer, _Failure) and bool(answer))
-            if isinstance(answer, _Failure):
-                self.pacer.report(0, throttled=answer is _THROTTLED)
-                failures += answer is _FAILED
-                if failures >= self._max_attempts:
+                if err.code != "ValidationException":
                     break
+                if len(batch) > 1:
+                    raise _Split(list(pending.values())) from err
+                # Rejected on its own: the same bytes will be rejected on every replay.
+                ((ref, key),) = batch.items()
+                outcome.rejected.append((key, err.code))
+                del pending[ref]
                 continue
-            accepted = [ref for ref in pending if ref not in answer]
+            if isinstance(answer, _Failure):
+                self.pacer.report(grant, 0, throttled=answer is _THROTTLED)
+                if answer is _FAILED:
+                    failures += 1
+                    backoff_due = True
+                    if failures >= self._max_attempts:
+                        break
+                continue
+            accepted = [ref for ref in batch if ref not in answer]
             for ref in accepted:
                 outcome.deleted.append(pending.pop(ref))
-            self.pacer.report(len(accepted), throttled=bool(pending))
-            stats.unprocessed += len(pending)
-        # Stopped with keys left while the last answer was a throttle: out of time, throttled.
-        outcome.throttled_out |= bool(pending) and throttled and failures < self._max_attempts
+            self.pacer.report(grant, len(accepted), throttled=len(accepted) < len(batch))
+            stats.unprocessed += len(batch) - len(accepted)
 
     def _send(self, pending: Mapping[KeyRef, TargetKey], stats: DeleteStats) -> _Answer:
         """One request: the keys it left unprocessed, or how it failed retryably.
@@ -371,7 +384,8 @@ class _ChunkOutcome:
     deleted: list[TargetKey] = field(default_factory=list)
     rejected: list[tuple[TargetKey, str]] = field(default_factory=list)
     stats: DeleteStats = field(default_factory=DeleteStats)
-    throttled_out: bool = False
+    #: Stopped with keys left because the time ran out (not because they failed too often).
+    out_of_time: bool = False
 
 
 def unprocessed_refs(response: Any, sent: Mapping[KeyRef, Any]) -> set[KeyRef] | None:

@@ -306,7 +306,7 @@ class Scavenger:
             named = True
             if self.config.log_items:
                 log.debug("key", extra={"table": key.table, "key": _printable(key.request)})
-            if record_id is not None and (key.table, record_id) in self._confirmed:
+            if record_id is not None and (key.table, record_id, key.identity) in self._confirmed:
                 counts.remembered += 1
                 remembered = True
             elif not batch.add(position, index, key):
@@ -345,7 +345,7 @@ class Scavenger:
             for index, identity in named:
                 record_id = _record_id(batch.records[index])
                 if identity in confirmed and record_id is not None:
-                    self._confirmed.add(target.table, record_id)
+                    self._confirmed.add(target.table, record_id, identity)
 
     def _unmap_rejected(
         self, batch: MappedBatch, result: DeleteResult, deadline: Deadline, summary: Summary
@@ -502,12 +502,16 @@ def make_client(scavenger: ScavengerConfig, /, **overrides: Any) -> Any:
     ``AWS_ENDPOINT_URL_DYNAMODB`` point it at another endpoint; ``overrides``
     are passed to ``boto3.client`` (tests use them for an endpoint and region), a
     ``config`` among them merged over the scavenger's own (e.g. ``proxies={}``).
+    Client-side parameter validation is off: the requests are built from keys already
+    checked against the key schema, DynamoDB validates on the server anyway (a rejected
+    key is isolated and counted unmappable), and it cost about 11 us per record.
     """
     base = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=2,
         read_timeout=10,
         max_pool_connections=scavenger.max_concurrency,
+        parameter_validation=False,
     )
     given = overrides.pop("config", None)
     client = boto3.client("dynamodb", **overrides, config=base.merge(given) if given else base)

@@ -4,49 +4,59 @@ A throttled table hands keys back in ``UnprocessedItems`` (or refuses the whole 
 hammering it only turns the rest of the invocation into throttled requests. The pacer,
 shared by every chunk in flight, starts unpaced and learns the rate on the first throttle:
 
-- **decrease**, at most once per :data:`MIN_WINDOW_S` (a throttle sooner than that after
-  the last answers a request sent before the rate changed, so it says nothing new): between
-  two throttles the table's bucket went from empty to empty, so the keys it accepted in
-  between, over the time between, is its refill rate; the pacer sends at :data:`DECREASE`
-  of that. With nothing accepted in between, or sooner while it is still probing, a
-  throttle cuts the rate to :data:`BACKOFF` of itself.
-  The first throttle of all, with nothing to go on, starts at :data:`PROBE_RATE` or what was
-  accepted in the first second if that is more.
-- **increase**: each accepted request raises the rate by :data:`GROWTH_PER_KEY` per key it
-  carried (a fixed share per request, so a table of 5 write units and one of 5,000 see a
-  throttle equally rarely), so the pacer finds capacity that is added (autoscaling, a
-  quieter neighbour) and the bank of unused capacity a table keeps. Until the first
-  measurement it probes instead, the rate growing by :data:`PROBE_GROWTH_PER_S` a second.
+- **decrease**, once per round (a round ends when the rate changes; answers to requests
+  granted in an earlier round say nothing new, so 64 requests in flight when a table starts
+  throttling cut the rate once, not 64 times): between two throttles the table's bucket went
+  from empty to empty, so the keys it accepted in between, over the time between, is its
+  refill rate; the pacer sends at :data:`DECREASE` of that (never below :data:`MIN_RATE`).
+  Sooner than :data:`MIN_WINDOW_S` (the window then runs on), or with nothing accepted in
+  between, it cuts the rate to :data:`BACKOFF` of itself. The first throttle of all, with nothing to go on, starts at
+  :data:`PROBE_RATE` or the rate accepted so far if that is more.
+- **increase**: each fully accepted request raises the rate by :data:`GROWTH_PER_KEY` per
+  key it carried (a fixed share per full request, so a table of 5 write units and one of
+  5,000 see a throttle equally rarely). Before the first measurement, and again after
+  :data:`QUIET_REQUESTS` accepted requests or :data:`QUIET_S` seconds without a throttle
+  (capacity was added: autoscaling, a quieter neighbour), it probes instead: the rate
+  doubles about every 0.7 s until the next throttle measures it.
 
-The learned rate lasts for the container, so the next batch does not start with a burst of
-throttles; after :data:`IDLE_RESET_S` without work it is forgotten (the table has banked
-capacity again). Time inside an invocation is read off its deadline, so a simulated clock in
-a test paces as the real one does; a clock that a sleep did not move is taken to have moved
-by the sleep.
+A wait never outlasts the invocation: when a whole request's keys cannot be had in time, the
+pacer grants the part that can (at least one key), so a low learned rate slows a batch down
+but never stops it. The rate lasts for the container, so the next batch does not start with a
+burst of throttles; after :data:`IDLE_RESET_S` without work it is forgotten (the table has
+banked capacity again). Each invocation is a new generation: a request still in flight from
+an earlier one changes nothing. Time inside an invocation is read off its deadline, so a
+simulated clock in a test paces as the real one does; a clock that a sleep did not move is
+taken to have moved by the sleep.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 #: The shortest time between two throttles over which the accepted rate is measured.
 MIN_WINDOW_S = 1.0
 #: After a measurement the pacer sends at this share of the measured rate.
 DECREASE = 0.95
-#: A window in which nothing was accepted cuts the rate to this share.
+#: A throttle that cannot be measured from cuts the rate to this share.
 BACKOFF = 0.7
 #: Once measured, the rate grows by this share of itself per key accepted (0.4 % a full
 #: request: about 13 requests from one throttle to the next).
 GROWTH_PER_KEY = 0.004 / 25
-#: Before any measurement, the rate doubles about every 0.7 s.
+#: While probing, the rate doubles about every 0.7 s.
 PROBE_GROWTH_PER_S = 1.0
+#: Accepted requests in a row, or seconds of sending (over invocations), without a throttle
+#: after which the pacer probes for added capacity.
+QUIET_REQUESTS = 20
+QUIET_S = 120.0
 #: Keys per second after a first throttle that says nothing about the rate: one request a second.
 PROBE_RATE = 25.0
 #: Keys per second the pacer never goes below (a table of one write unit still gets work).
 MIN_RATE = 1.0
-#: Seconds of the rate the pacer may send at once (it never holds back a single request).
+#: Seconds of the rate the pacer may send at once (it always has room for one full request).
 BURST_S = 1.0
 #: Seconds between invocations after which the learned rate is forgotten.
 IDLE_RESET_S = 30.0
@@ -55,6 +65,15 @@ IDLE_RESET_S = 30.0
 MAX_WAIT_S = 0.5
 MIN_WAIT_S = 0.001
 _EPSILON = 1e-6
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Permission to send ``keys`` keys now; ``report`` the answer with it."""
+
+    keys: int
+    generation: int
+    round: int
 
 
 class Pacer:
@@ -66,8 +85,12 @@ class Pacer:
         self._largest = largest
         self._lock = threading.Lock()
         self.rate: float | None = None
-        #: Whether ``rate`` comes from a measurement (else it is still a probe).
+        #: Whether ``rate`` comes from a measurement (else the pacer is probing).
         self.measured = False
+        #: Whether the current invocation has seen a throttle.
+        self.throttled = False
+        self._generation = self._round = self._quiet = 0
+        self._quiet_s = 0.0
         self._last_used: float | None = None
         self._time_left: Callable[[], float] = lambda: 0.0
         self._at = self._window_start = self._floor = 0.0
@@ -80,58 +103,93 @@ class Pacer:
             idle_s = self._clock() - self._last_used if self._last_used is not None else 0.0
             if idle_s > IDLE_RESET_S:
                 self.rate, self.measured = None, False
+            self._generation += 1
+            self.throttled = False
             self._time_left = time_left
             self._at = self._window_start = self._floor = -time_left()
             # What the tables refilled since the last invocation, as far as the pacer knows.
-            self._tokens = min(self.rate * BURST_S, self.rate * idle_s) if self.rate else 0.0
+            self._tokens = min(self._ceiling(), self.rate * idle_s) if self.rate else 0.0
             self._accepted = 0
 
     def end(self) -> None:
-        """The invocation is over (its threads may still answer; they no longer count)."""
+        """The invocation is over: its requests still in flight no longer count."""
         with self._lock:
             self._last_used = self._clock()
+            self._generation += 1
 
-    def acquire(self, keys: int, reserve_s: float, sleep: Callable[[float], None]) -> bool:
-        """Wait until ``keys`` may be sent; False when there is no time to wait for it and
-        still keep ``reserve_s`` for the request."""
+    def acquire(
+        self,
+        keys: int,
+        reserve_s: float,
+        sleep: Callable[[float], None],
+        stop: threading.Event | None = None,
+    ) -> Grant | None:
+        """Wait until ``keys`` may be sent, or as many of them (at least one) as can be had
+        while keeping ``reserve_s`` for the request; None when not one can, or on ``stop``."""
+        with self._lock:
+            generation = self._generation
         while True:
             with self._lock:
+                if generation != self._generation or (stop is not None and stop.is_set()):
+                    return None
                 self._refill()
-                if self.rate is None or self._tokens >= keys - _EPSILON:
-                    self._tokens -= keys if self.rate is not None else 0
-                    return True
-                wait = (keys - self._tokens) / self.rate
+                if self.rate is None:
+                    return Grant(keys, generation, self._round)
                 started = self._time()
-            if -started - reserve_s < wait:
-                return False
-            step = min(max(wait, MIN_WAIT_S), MAX_WAIT_S)
+                usable = -started - reserve_s
+                reachable = self._tokens + self.rate * max(0.0, usable)
+                want = min(keys, math.floor(reachable + _EPSILON))
+                if want < 1:
+                    return None
+                if self._tokens >= want - _EPSILON:
+                    self._tokens -= want
+                    return Grant(want, generation, self._round)
+                step = min(max((want - self._tokens) / self.rate, MIN_WAIT_S), MAX_WAIT_S)
             sleep(step)
             with self._lock:
                 self._floor = max(self._floor, started + step)
 
-    def report(self, accepted: int, throttled: bool) -> None:
-        """What a request got: the keys accepted, and whether it was throttled."""
+    def report(self, grant: Grant, accepted: int, throttled: bool) -> None:
+        """What the request sent with ``grant`` got: the keys accepted, whether it was
+        throttled. Answers from an earlier invocation are ignored."""
         with self._lock:
+            if grant.generation != self._generation:
+                return
             self._accepted += accepted
             if not throttled:
-                if self.rate is not None and self.measured:
-                    self.rate *= 1 + GROWTH_PER_KEY * accepted
+                self._grow(accepted)
                 return
+            self.throttled = True
+            self._quiet, self._quiet_s = 0, 0.0
+            if grant.round != self._round:
+                return  # sent before the rate last changed: nothing new
             now = self._time()
             window = now - self._window_start
+            measure = window >= MIN_WINDOW_S
             if self.rate is None:
-                self.rate = max(PROBE_RATE, self._accepted / MIN_WINDOW_S)
-            elif window < MIN_WINDOW_S:
-                if not self.measured:  # still probing: stop hammering, keep measuring
-                    self.rate, self._tokens = max(MIN_RATE, self.rate * BACKOFF), 0.0
-                return
-            elif self._accepted:
-                # The bucket holds back, on average, half an item's units at each throttle.
-                self.rate = DECREASE * (self._accepted + 0.5) / window
-                self.measured = True
+                self.rate = max(PROBE_RATE, self._accepted / max(window, MIN_WINDOW_S))
+                measure = True  # the window starts at this first throttle
+            elif measure and self._accepted:
+                self.rate, self.measured = DECREASE * self._accepted / window, True
             else:
-                self.rate = max(MIN_RATE, self.rate * BACKOFF)
-            self._window_start, self._accepted, self._tokens = now, 0, 0.0
+                self.rate *= BACKOFF
+            self.rate = max(MIN_RATE, self.rate)
+            self._round += 1
+            self._tokens = 0.0
+            if measure:  # else the window runs on, so the next throttle can measure
+                self._window_start, self._accepted = now, 0
+
+    def _grow(self, accepted: int) -> None:
+        if self.rate is None or not self.measured:
+            return
+        self._quiet += 1
+        if self._quiet >= QUIET_REQUESTS or self._quiet_s >= QUIET_S:
+            self.measured = False  # capacity was added, it seems: probe for it
+        else:
+            self.rate *= 1 + GROWTH_PER_KEY * accepted
+
+    def _ceiling(self) -> float:
+        return max((self.rate or 0.0) * BURST_S, float(self._largest))
 
     def _time(self) -> float:
         """Seconds into the invocation, as minus the time left (moved at least by sleeps)."""
@@ -140,9 +198,9 @@ class Pacer:
     def _refill(self) -> None:
         now = self._time()
         elapsed, self._at = max(0.0, now - self._at), now
+        self._quiet_s += elapsed
         if self.rate is None:
             return
         if not self.measured:
             self.rate += self.rate * PROBE_GROWTH_PER_S * elapsed
-        ceiling = max(self.rate * BURST_S, float(self._largest))
-        self._tokens = min(ceiling, self._tokens + self.rate * elapsed)
+        self._tokens = min(self._ceiling(), self._tokens + self.rate * elapsed)
