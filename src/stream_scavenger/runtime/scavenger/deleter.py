@@ -230,12 +230,14 @@ class BatchDeleter:
         )
         try:
             futures = [
-                pool.submit(self._delete_chunk, chunk, deadline, stop) for chunk in chunks(keys)
+                pool.submit(self._delete_chunk, chunk, deadline, stop, order)
+                for order, chunk in enumerate(chunks(keys))
             ]
             done, not_done = wait(futures, timeout=max(deadline.left(), 0))
             # Whatever is still in flight is not confirmed: its keys stay undeleted.
             result.timed_out = bool(not_done)
             out_of_time = bool(not_done)
+            paced_out = False
             for future in futures:
                 if future not in done:
                     continue
@@ -245,13 +247,15 @@ class BatchDeleter:
                     continue
                 outcome = future.result()
                 out_of_time |= outcome.out_of_time
+                paced_out |= outcome.paced_out
                 for key in outcome.deleted:
                     result.deleted.setdefault(key.table, set()).add(key.identity)
                 for key, code in outcome.rejected:
                     result.rejected.setdefault(key.table, {})[key.identity] = code
                 result.stats.add(outcome.stats)
-            # "Under-provisioned" needs both: the time ran out, and the target throttled.
-            result.throttled_out = out_of_time and self.pacer.throttled
+            # "Under-provisioned": the time ran out, and the target throttled now or the
+            # rate it accepted (learned from its throttles) held the rest back.
+            result.throttled_out = out_of_time and (self.pacer.throttled or paced_out)
         finally:
             # Chunks not started never start; those in flight see ``stop`` and end.
             stop.set()
@@ -260,7 +264,7 @@ class BatchDeleter:
         return result
 
     def _delete_chunk(
-        self, chunk: Sequence[TargetKey], deadline: Deadline, stop: threading.Event
+        self, chunk: Sequence[TargetKey], deadline: Deadline, stop: threading.Event, order: int
     ) -> _ChunkOutcome:
         """Delete one chunk; a chunk DynamoDB rejects as invalid is split to isolate the bad key."""
         outcome = _ChunkOutcome()
@@ -268,7 +272,7 @@ class BatchDeleter:
         while groups:
             group = groups.pop()
             try:
-                self._delete_group(group, deadline, stop, outcome)
+                self._delete_group(group, deadline, stop, outcome, order)
             except _Split as split:
                 half = len(split.keys) // 2
                 outcome.stats.splits += 1
@@ -281,6 +285,7 @@ class BatchDeleter:
         deadline: Deadline,
         stop: threading.Event,
         outcome: _ChunkOutcome,
+        order: int = 0,
     ) -> None:
         """Send ``group`` until every key is confirmed or rejected, the time is up, or
         ``max_attempts`` requests failed other than by throttling. The pacer may grant part
@@ -300,9 +305,11 @@ class BatchDeleter:
                     break
                 self._sleep(delay)
                 backoff_due = False
-            grant = self.pacer.acquire(len(pending), MIN_REQUEST_S, self._sleep, stop)
+            grant = self.pacer.acquire(len(pending), MIN_REQUEST_S, self._sleep, stop, order)
             if grant is None or deadline.left() < MIN_REQUEST_S:
                 outcome.out_of_time = not stop.is_set()
+                # Held back by the rate the target accepts, with no failure of its own.
+                outcome.paced_out = grant is None and outcome.out_of_time and not failures
                 break
             stats.retries += int(sent)
             sent = True
@@ -384,8 +391,10 @@ class _ChunkOutcome:
     deleted: list[TargetKey] = field(default_factory=list)
     rejected: list[tuple[TargetKey, str]] = field(default_factory=list)
     stats: DeleteStats = field(default_factory=DeleteStats)
-    #: Stopped with keys left because the time ran out (not because they failed too often).
+    #: Stopped with keys left because the time ran out (not because they failed too often),
+    #: and whether it was the pacer that held them back.
     out_of_time: bool = False
+    paced_out: bool = False
 
 
 def unprocessed_refs(response: Any, sent: Mapping[KeyRef, Any]) -> set[KeyRef] | None:

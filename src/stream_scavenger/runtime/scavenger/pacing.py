@@ -10,8 +10,8 @@ shared by every chunk in flight, starts unpaced and learns the rate on the first
   from empty to empty, so the keys it accepted in between, over the time between, is its
   refill rate; the pacer sends at :data:`DECREASE` of that (never below :data:`MIN_RATE`).
   Sooner than :data:`MIN_WINDOW_S` (the window then runs on), or with nothing accepted in
-  between, it cuts the rate to :data:`BACKOFF` of itself. The first throttle of all, with nothing to go on, starts at
-  :data:`PROBE_RATE` or the rate accepted so far if that is more.
+  between, it cuts the rate to :data:`BACKOFF` of itself. The first throttle of all, with
+  nothing to go on, starts at :data:`PROBE_RATE` or the rate accepted so far if that is more.
 - **increase**: each fully accepted request raises the rate by :data:`GROWTH_PER_KEY` per
   key it carried (a fixed share per full request, so a table of 5 write units and one of
   5,000 see a throttle equally rarely). Before the first measurement, and again after
@@ -21,7 +21,9 @@ shared by every chunk in flight, starts unpaced and learns the rate on the first
 
 A wait never outlasts the invocation: when a whole request's keys cannot be had in time, the
 pacer grants the part that can (at least one key), so a low learned rate slows a batch down
-but never stops it. The rate lasts for the container, so the next batch does not start with a
+but never stops it. Waiters are served in stream order (the chunk earliest in the batch
+first), so what the time runs out on is the tail, and Lambda's checkpoint moves as far as
+the capacity allowed. The rate lasts for the container, so the next batch does not start with a
 burst of throttles; after :data:`IDLE_RESET_S` without work it is forgotten (the table has
 banked capacity again). Each invocation is a new generation: a request still in flight from
 an earlier one changes nothing. Time inside an invocation is read off its deadline, so a
@@ -34,6 +36,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,6 +99,8 @@ class Pacer:
         self._at = self._window_start = self._floor = 0.0
         self._tokens = 0.0
         self._accepted = 0
+        #: Waiters by order (chunk position in the batch): the lowest is served first.
+        self._waiting: Counter[int] = Counter()
 
     def begin(self, time_left: Callable[[], float]) -> None:
         """Start an invocation that may send while ``time_left()`` (seconds) is positive."""
@@ -123,31 +128,45 @@ class Pacer:
         reserve_s: float,
         sleep: Callable[[float], None],
         stop: threading.Event | None = None,
+        order: int = 0,
     ) -> Grant | None:
         """Wait until ``keys`` may be sent, or as many of them (at least one) as can be had
-        while keeping ``reserve_s`` for the request; None when not one can, or on ``stop``."""
+        while keeping ``reserve_s`` for the request; None when not one can, or on ``stop``.
+
+        While paced, the waiter of the lowest ``order`` (the chunk earliest in the stream)
+        is served first, so what the time runs out on is the tail of the batch.
+        """
         with self._lock:
             generation = self._generation
-        while True:
+            self._waiting[order] += 1
+        try:
+            while True:
+                with self._lock:
+                    if generation != self._generation or (stop is not None and stop.is_set()):
+                        return None
+                    self._refill()
+                    if self.rate is None:
+                        return Grant(keys, generation, self._round)
+                    started = self._time()
+                    usable = -started - reserve_s
+                    reachable = self._tokens + self.rate * max(0.0, usable)
+                    want = min(keys, math.floor(reachable + _EPSILON))
+                    if want < 1:
+                        return None
+                    first = order <= min(self._waiting)
+                    if first and self._tokens >= want - _EPSILON:
+                        self._tokens -= want
+                        return Grant(want, generation, self._round)
+                    wait = (want - min(self._tokens, want - _EPSILON)) / self.rate
+                    step = min(max(wait, MIN_WAIT_S), MAX_WAIT_S)
+                sleep(step)
+                with self._lock:
+                    self._floor = max(self._floor, started + step)
+        finally:
             with self._lock:
-                if generation != self._generation or (stop is not None and stop.is_set()):
-                    return None
-                self._refill()
-                if self.rate is None:
-                    return Grant(keys, generation, self._round)
-                started = self._time()
-                usable = -started - reserve_s
-                reachable = self._tokens + self.rate * max(0.0, usable)
-                want = min(keys, math.floor(reachable + _EPSILON))
-                if want < 1:
-                    return None
-                if self._tokens >= want - _EPSILON:
-                    self._tokens -= want
-                    return Grant(want, generation, self._round)
-                step = min(max((want - self._tokens) / self.rate, MIN_WAIT_S), MAX_WAIT_S)
-            sleep(step)
-            with self._lock:
-                self._floor = max(self._floor, started + step)
+                self._waiting[order] -= 1
+                if not self._waiting[order]:
+                    del self._waiting[order]
 
     def report(self, grant: Grant, accepted: int, throttled: bool) -> None:
         """What the request sent with ``grant`` got: the keys accepted, whether it was
