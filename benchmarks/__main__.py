@@ -61,6 +61,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "single-target scavengers)",
     )
     parser.add_argument(
+        "--no-throttled",
+        action="store_true",
+        help="skip the throttled-target series (3 capacities, about 2.5 min)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path("docs"),
@@ -84,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.per_record_memory_max = args.per_record_memory_max
     settings.cold_import = not args.no_cold_import
     settings.two_targets = not args.no_two_targets
+    settings.throttled = not args.no_throttled
 
     def progress(message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)

@@ -217,6 +217,35 @@ def cold_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def throttled_table(results: dict[str, Any]) -> str:
+    """The throttled-target series: one row per capacity, the goals marked MISS where missed."""
+    from benchmarks.throttled import verdicts
+
+    lines = [
+        "| write units/s | records | invocations | busy s | consumed / provisioned "
+        "| throttled requests | re-delete units | on-failure records (unabsorbable) "
+        "| keys left |",
+        "|" + "---|" * 9,
+    ]
+    for p in (results.get("throttled") or {}).get("points", []):
+        ok = verdicts(p)
+
+        def mark(name: str, ok: dict[str, bool] = ok) -> str:
+            return "" if ok[name] else " **MISS**"
+
+        lines.append(
+            f"| {p['units_per_s']:,} | {p['records']:,} | {len(p['invocations'])} "
+            f"| {p['busy_s']:.1f} | {p['utilization']:.1%}{mark('utilization')} "
+            f"| {p['throttled_requests']}/{p['requests']} ({p['throttled_share']:.1%})"
+            f"{mark('throttled_share')} "
+            f"| {p['write_units_absent']}/{p['write_units']} ({p['redelete_share']:.1%})"
+            f"{mark('redelete_share')} "
+            f"| {p['on_failure']:,} ({p['unabsorbable']:,}){mark('on_failure')} "
+            f"| {p['keys_left']:,} |"
+        )
+    return "\n".join(lines)
+
+
 def targets_lines(results: dict[str, Any]) -> str:
     return "\n".join(
         f"{t['verdict']:4}  {t['target']}: {t['measured']}" for t in results["targets"]
@@ -266,6 +295,29 @@ def text(results: dict[str, Any]) -> str:
                 "",
             ]
             if results.get("two_target_ratios")
+            else []
+        ),
+        *(
+            [
+                f"Throttled target (goals: >= 90 % consumed, <= 10 % throttled requests, "
+                f"<= 5 % re-delete units, nothing absorbable on the on-failure queue; "
+                f"timeout {results['throttled']['timeout_s']:g} s, "
+                f"retry_attempts {results['throttled']['retry_attempts']}):",
+                throttled_table(results),
+                "",
+            ]
+            if results.get("throttled")
+            else []
+        ),
+        *(
+            [
+                "Handler CPU against the no-latency stub, 1,000 records: "
+                f"{results['no_latency_stub']['cpu_us_per_record']:.1f} us/record "
+                f"(median of {results['no_latency_stub']['repeat']} calls), wall "
+                f"{results['no_latency_stub']['wall_s'] * 1000:.1f} ms.",
+                "",
+            ]
+            if results.get("no_latency_stub")
             else []
         ),
         "Cold import:",
@@ -353,8 +405,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     two = any(r["approach"] in TWO for r in results["rows"])
-    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(15, 5.5) if two else (8, 5.5), dpi=120)
-    panels = list(axes) if two else [axes]
+    throttle = (results.get("throttled") or {}).get("points")
+    count = 1 + two + bool(throttle)
+    fig, axes = plt.subplots(1, count, figsize=(7.5 * count, 5.5), dpi=120, squeeze=False)
+    panels = list(axes[0])
     m, s = results["machine"], results["settings"]
     where = f"DynamoDB Local behind a latency proxy; {m['nproc']} CPUs, Python {m['python']}"
     _panel(panels[0], results, ("per_record", "article", "library", "limit"))
@@ -370,11 +424,57 @@ def plot(results: dict[str, Any], path: Path) -> None:
             fontsize=10,
         )
         # The same scale on both panels, so the two can be read against each other.
-        low = min(a.get_ylim()[0] for a in panels)
-        high = max(a.get_ylim()[1] for a in panels)
-        for a in panels:
+        low = min(a.get_ylim()[0] for a in panels[:2])
+        high = max(a.get_ylim()[1] for a in panels[:2])
+        for a in panels[:2]:
             a.set_ylim(low, high)
+    if throttle:
+        _throttled_panel(panels[-1], results)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def _throttled_panel(ax: Any, results: dict[str, Any]) -> None:
+    """Per capacity: the four ratios against their goals (dotted)."""
+    from benchmarks.throttled import GOALS
+
+    points = results["throttled"]["points"]
+    xs = list(range(len(points)))
+    width = 0.2
+    bars = [
+        ("utilization", "consumed / provisioned", "tab:blue"),
+        ("throttled_share", "throttled requests / all", "tab:orange"),
+        ("redelete_share", "re-delete units / consumed", "tab:red"),
+    ]
+    for n, (name, label, color) in enumerate(bars):
+        values = [100 * (p[name] or 0) for p in points]
+        ax.bar([x + (n - 1) * width for x in xs], values, width, color=color, label=label)
+        for x in xs:
+            ax.hlines(
+                100 * GOALS[name],
+                x + (n - 1.5) * width,
+                x + (n - 0.5) * width,
+                colors="black",
+                linestyles="dotted",
+            )
+    ax.set_xticks(
+        xs,
+        [
+            f"{p['units_per_s']} WCU/s\n{p['records']:,} records, {len(p['invocations'])} inv.\n"
+            f"on-failure: {p['on_failure']}"
+            for p in points
+        ],
+    )
+    ax.set_ylabel("% (dotted: goal)")
+    ax.set_ylim(0, 110)
+    ax.legend(fontsize=8, loc="center right")
+    ax.grid(True, axis="y", alpha=0.3)
+    t = results["throttled"]
+    ax.set_title(
+        f"Throttled target: a burst of {t['burst_capacity_s']} s of capacity, replayed as Lambda\n"
+        f"does (timeout {t['timeout_s']:g} s, retry_attempts {t['retry_attempts']}); "
+        f"{t['latency_ms']:g} ms per request",
+        fontsize=10,
+    )

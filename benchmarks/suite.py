@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import coldstart
+from benchmarks import coldstart, stub, throttled
 from testkit.events import distinct_keys, make_batch
 from testkit.proxy import LatencyProxy
 
@@ -107,6 +107,11 @@ class Settings:
     cold_import: bool = True
     #: Run the two-target series (one scavenger with two targets, two single-target ones).
     two_targets: bool = True
+    #: Run the "throttled target" series (``benchmarks.throttled``; adds about 2.5 min).
+    throttled: bool = True
+    throttled_capacities: tuple[int, ...] = (25, 100, 250)
+    #: Calls of 1,000 records against the no-latency stub (``benchmarks.stub``).
+    stub_repeat: int = 7
     timeout_s: float = 60.0
     concurrency: int = 8
     notes: list[str] = field(default_factory=list)
@@ -136,6 +141,8 @@ class Target:
     timeout_s: int
     concurrency: int
     chunk: int
+    #: The event source mapping's ``MaximumRetryAttempts`` (the construct's default if absent).
+    retry_attempts: int = 10
 
     @property
     def key_schema(self) -> list[dict[str, str]]:
@@ -199,6 +206,11 @@ def function_target(stack: Any, function: Any) -> Target:
         timeout_s=function.timeout_s,
         concurrency=config.max_concurrency,
         chunk=CHUNK,
+        retry_attempts=int(
+            (function.mapping.properties if function.mapping else {}).get(
+                "MaximumRetryAttempts", 10
+            )
+        ),
     )
 
 
@@ -541,6 +553,25 @@ def measure(
             "reader. Their wall times, requests and CPU are summed (two invocations per batch)."
         )
     probes.append(probe(direct, proxy_url, target, settings.probe_samples, settings.seed, "end"))
+    progress("handler CPU against the no-latency stub, 1,000 records")
+    stub_env = target.environment.resolved_environment(
+        {t.logical_id: "bench" for t in target.targets}
+    )
+    no_latency = stub.measure(
+        target.asset_dir, target.handler, stub_env, 1000, settings.stub_repeat, settings.seed
+    )
+    progress(f"  {no_latency['cpu_us_per_record']:.1f} us/record")
+    throttle: dict[str, Any] | None = None
+    if settings.throttled:
+        throttle = throttled.measure(
+            target,
+            target.retry_attempts,
+            direct_url=direct_url,
+            latency_ms=settings.latency_ms,
+            seed=settings.seed,
+            capacities=settings.throttled_capacities,
+            progress=progress,
+        )
     bwi = [s for p in probes for s in p["batch_write_25_s"]]
     single = [s for p in probes for s in p["delete_item_s"]]
     latency = {
@@ -579,7 +610,10 @@ def measure(
         "runs": runs,
         "skipped": skipped,
         "cold_import": cold,
+        "no_latency_stub": no_latency,
     }
+    if throttle is not None:
+        results["throttled"] = throttle
     if two is not None:
         results["two_targets"] = {
             "app": str(TWO_TARGETS_APP.relative_to(ROOT)),
@@ -940,6 +974,29 @@ def targets(results: dict[str, Any], settings: Settings) -> list[dict[str, Any]]
                 "measured": f"{cpu:.1f} us/record",
             }
         )
+
+    stubbed = results.get("no_latency_stub")
+    if stubbed:
+        cpu = stubbed["cpu_us_per_record"]
+        out.append(
+            {
+                "target": "handler CPU <= 45 us/record, 1,000 records, no-latency stub",
+                "verdict": _verdict(cpu <= 45),
+                "measured": f"{cpu:.1f} us/record",
+            }
+        )
+    warm = next(
+        (x for x in results["ratios"] if (x["records"], x["duplicates"]) == (1000, False)), None
+    )
+    if warm and warm["library_over_limit"] is not None:
+        out.append(
+            {
+                "target": "1,000 records: warm wall time <= 2x the limit",
+                "verdict": _verdict(warm["library_over_limit"] <= 2),
+                "measured": f"{warm['library_over_limit']:.2f}x the limit",
+            }
+        )
+    out += (results.get("throttled") or {}).get("targets", [])
 
     cold = results.get("cold_import") or {}
     boto = cold.get("import boto3")

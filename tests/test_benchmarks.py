@@ -1,9 +1,11 @@
 """A small, fast run of the benchmark suite (``python -m benchmarks``), so it does not rot.
 
-100 records per batch, 1 ms of proxy latency, one timed call per series, one round of the
-cold-import timing. Asserts correctness only (request counts, every key deleted, the
-article's approach failing on duplicate keys, the two-target case deleting every key in both
-tables with ceil(2 x distinct keys / 25) requests, the outputs written), never time.
+100 records per batch, 1 ms of proxy latency, two timed calls per series (the second of the
+same batch with new event IDs: the container must not acknowledge it from memory), one
+round of the cold-import timing, the no-latency stub once, no throttled-target series.
+Asserts correctness only (request counts, every key deleted, the article's approach failing
+on duplicate keys, the two-target case deleting every key in both tables with
+ceil(2 x distinct keys / 25) requests, the outputs written), never time.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import coldstart, report, suite  # noqa: E402
+from benchmarks import coldstart, report, suite, throttled  # noqa: E402
 from benchmarks.worker import direct_client  # noqa: E402
 from testkit.events import DUPLICATE_SHARE, distinct_keys, make_batch, target_key  # noqa: E402
 from testkit.proxy import LatencyProxy, read_counts  # noqa: E402
@@ -32,10 +34,12 @@ def results(ddb_local: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     settings = suite.Settings(
         latency_ms=1.0,
         sizes=(RECORDS,),
-        repeat=1,
+        repeat=2,  # a second call of the same batch must not be acknowledged from memory
         import_rounds=1,
         probe_samples=5,
         warmup_rounds=0,
+        throttled=False,  # about 2.5 min; its derivation is tested below
+        stub_repeat=1,
     )
     target, two = suite.synthesize_all(tmp_path_factory.mktemp("bench"))
     server_pid = ddb_local.pid
@@ -85,9 +89,9 @@ def test_per_record_deletes_every_key_one_request_per_record(
 ) -> None:
     per = row(results, "per_record", duplicates)
     assert per["all_deleted"] and per["error"] is None
-    (rep,) = run_of(results, "per_record", duplicates)["reps"]
-    assert rep["proxy"]["operations"] == {"DeleteItem": RECORDS}
-    assert rep["reported"] == 0
+    for rep in run_of(results, "per_record", duplicates)["reps"]:
+        assert rep["proxy"]["operations"] == {"DeleteItem": RECORDS}
+        assert rep["reported"] == 0
 
 
 @pytest.mark.slow
@@ -104,7 +108,7 @@ def test_article_fails_on_duplicate_keys_and_it_is_shown(results: dict[str, Any]
     assert "ValidationException" in art["error_message"]
     assert not art["all_deleted"] and art["keys_left"] > 0
     assert art["gb_s_per_million"] is None  # no cost is shown for a run that failed
-    (rep,) = run_of(results, "article", True)["reps"]
+    rep = run_of(results, "article", True)["reps"][0]
     # No de-duplication: one request per 25 records, duplicates included.
     assert rep["proxy"]["operations"] == {"BatchWriteItem": math.ceil(RECORDS / 25)}
     assert rep["proxy"]["errors"]["BatchWriteItem:ValidationException"] >= 1
@@ -148,9 +152,9 @@ def test_two_single_target_scavengers_each_delete_their_table_and_are_summed(
     staging, design = run["parts"]
     assert (staging["tables"], design["tables"]) == (["staging"], ["design"])
     for part in (staging, design):
-        (rep,) = part["reps"]
-        assert rep["proxy"]["operations"] == {"BatchWriteItem": math.ceil(distinct / 25)}
-        assert rep["keys_left"] == 0 and rep["reported"] == 0 and rep["error"] is None
+        for rep in part["reps"]:
+            assert rep["proxy"]["operations"] == {"BatchWriteItem": math.ceil(distinct / 25)}
+            assert rep["keys_left"] == 0 and rep["reported"] == 0 and rep["error"] is None
         assert part["keys_filled_by_table"] == {part["tables"][0]: distinct}
     assert single["requests"] == 2 * math.ceil(distinct / 25)
     assert single["wall_s"] == pytest.approx(staging["wall_s"] + design["wall_s"])
@@ -233,3 +237,48 @@ def test_proxy_counts_and_refuses_anything_but_loopback(ddb_local: Any) -> None:
         counts = read_counts(proxy.url)
     assert counts["operations"] == {"ListTables": 1}
     assert counts["statuses"] == {"ListTables:200": 1}
+
+
+@pytest.mark.slow
+def test_the_no_latency_stub_measures_the_handler_with_every_request_confirmed(
+    results: dict[str, Any],
+) -> None:
+    stubbed = results["no_latency_stub"]
+    assert stubbed["records"] == 1000 and stubbed["cpu_us_per_record"] > 0
+    # One warm-up of 200 records, then each call's 40 requests: no record was remembered.
+    assert stubbed["stub_requests"] == 8 + 40 * stubbed["repeat"]
+    verdicts = {t["target"]: t["verdict"] for t in results["targets"]}
+    assert verdicts["handler CPU <= 45 us/record, 1,000 records, no-latency stub"] in {
+        "PASS",
+        "MISS",
+    }
+
+
+def _point(on_failure: int, absent: int) -> dict[str, Any]:
+    replays = {
+        "invocations": [{"records": 900, "reported": 500, "wall_s": 14.0}] * 3,
+        "on_failure": on_failure,
+        "accrued_s": 40.0,
+    }
+    counts = {
+        "write_units": {"t": 900},
+        "write_units_absent": {"t": absent},
+        "operations": {"BatchWriteItem": 50},
+        "throttled_requests": {"t": 4},
+        "throttled_deletes": {"t": 60},
+    }
+    return throttled.derive(25, 900, 2, replays, counts, 0)
+
+
+def test_throttled_ratios_and_goals_are_derived_from_the_proxy_counts() -> None:
+    point = _point(on_failure=0, absent=9)
+    assert point["utilization"] == pytest.approx(900 / (25 * 40.0))
+    assert point["throttled_share"] == pytest.approx(4 / 50)
+    assert point["redelete_share"] == pytest.approx(9 / 900)
+    assert point["unabsorbable"] == 0  # 3 invocations of 14.2 s at 25 units/s take 1,065
+    verdicts = {t["target"]: t["verdict"] for t in throttled.targets([point])}
+    assert set(verdicts.values()) == {"PASS"}  # 90 % consumed meets the goal
+    missed = throttled.targets([_point(on_failure=25, absent=90)])
+    assert [t["verdict"] for t in missed] == ["PASS", "PASS", "MISS", "MISS"]
+    text = report.throttled_table({"throttled": {"points": [_point(25, 90)]}})
+    assert "| 25 | 900 | 3 |" in text and text.count("**MISS**") == 2
