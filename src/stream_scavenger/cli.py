@@ -28,6 +28,7 @@ from .local.event_source_mapping import (
     Destination,
     FileDestination,
     LocalEventSourceMapping,
+    MappingFilters,
     MemoryDestination,
     SqsDestination,
     create_table,
@@ -43,6 +44,9 @@ from .local.scenario import (
     synthesize,
 )
 from .runtime.scavenger.config import ScavengerConfig
+
+#: Segments a backfill scans at once (``backfill.MAX_WORKERS``, kept here for the help text).
+MAX_BACKFILL_WORKERS = 32
 
 EXIT_CODES = """exit status:
   0  success (every scavenger deleted exactly the matching items, a paused one skipped;
@@ -83,7 +87,9 @@ class _Endpoint:
                 yield local.endpoint_url, local.client("dynamodb"), local.client("dynamodbstreams")
 
 
-def _progress(total: int) -> tuple[Callable[[int], None], Callable[[], None]]:
+def _progress(
+    total: int, unit: str = "rec", desc: str = "scavenging", initial: int = 0
+) -> tuple[Callable[[int], None], Callable[[], None]]:
     """A progress bar that appears with the first batch (not during the set-up before it)."""
     try:
         from tqdm import tqdm
@@ -94,7 +100,14 @@ def _progress(total: int) -> tuple[Callable[[int], None], Callable[[], None]]:
     def update(records: int) -> None:
         if not bars:
             bars.append(
-                tqdm(total=total, unit="rec", desc="scavenging", file=sys.stderr, leave=False)
+                tqdm(
+                    total=total or None,
+                    unit=unit,
+                    desc=desc,
+                    file=sys.stderr,
+                    leave=False,
+                    initial=initial,
+                )
             )
         bars[0].update(records)
 
@@ -413,6 +426,129 @@ def _redrive(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    """Scan the source and scavenge what its stream can no longer deliver (see backfill.py)."""
+    from . import backfill as bf
+    from .runtime.scavenger.handler import make_client
+
+    for option, value, low, high in (
+        ("--segments", args.segments, 1, bf.MAX_SEGMENTS),
+        ("--page-size", args.page_size, 1, bf.MAX_PAGE_SIZE),
+    ):
+        if not low <= value <= high:
+            raise ValueError(f"{option} must be {low:,}..{high:,}, got {value}")
+    for option, units in (("--max-write-units", args.max_write_units),
+                          ("--max-read-units", args.max_read_units)):  # fmt: skip
+        if units is not None and not 0 < units <= 10_000_000:
+            raise ValueError(f"{option} must be more than 0 (units per second), got {units}")
+    if args.function and args.function_name:
+        raise ValueError("--function works with --app or --cloud-assembly")
+    ddb = _client("dynamodb", args.endpoint_url)
+    where = args.endpoint_url or "AWS"
+    if args.function_name:
+        function_id, environment, properties, source_name, view = _deployed_source(args, ddb)
+    else:
+        if args.cloud_assembly:
+            load_assembly(args.cloud_assembly)  # a quick check, before the slow synthesis
+        cdk_out = Path(args.cloud_assembly) if args.cloud_assembly else synthesize(args.app)
+        stack, function = _pick_function(str(cdk_out), args.function)
+        if function.mapping is None or function.mapping.source_table is None:
+            raise AssemblyError(f"{function.logical_id} has no event source mapping on a table")
+        names = _real_table_names(stack, args.table)
+        function_id, environment = function.logical_id, function.resolved_environment(names)
+        properties = function.mapping.properties
+        source_name = names[function.mapping.source_table]
+        view = stack.tables[function.mapping.source_table].stream_view_type
+    config = ScavengerConfig.from_env(environment)
+    event_name = bf.event_name_for(config)  # a REMOVE-only scavenger: refused here
+    filters = MappingFilters.of(properties)
+    try:
+        described = ddb.describe_table(TableName=source_name)["Table"]
+    except Exception as err:  # noqa: BLE001 - a set-up error: nothing was touched yet
+        raise ValueError(f"cannot read source table {source_name} on {where}: {err}") from None
+    keys = tuple(k["AttributeName"] for k in described["KeySchema"])
+    view = view or (described.get("StreamSpecification") or {}).get("StreamViewType")
+    source = bf.SourceTable(source_name, keys, view or "NEW_IMAGE", event_name)
+    digest = bf.config_digest(function_id, environment, properties.get("FilterCriteria"))
+    dry_run = args.dry_run or config.dry_run
+    path = None
+    if dry_run:
+        why = "--dry-run" if args.dry_run else "the function is configured with dry_run"
+        print(f"dry run ({why}): nothing is deleted, no checkpoint is loaded or saved")
+    elif not args.no_checkpoint:
+        path = Path(args.checkpoint or bf.Checkpoint.default_path(source_name, function_id, digest))
+    identity = {"table": source_name, "function": function_id, "configuration": digest,
+                "segments": args.segments}  # fmt: skip
+    checkpoint = bf.Checkpoint.load(path, identity)
+    if path:
+        resuming = ", resuming after it" if checkpoint.after or checkpoint.done else ""
+        print(f"checkpoint: {path.absolute()} (function {function_id}, configuration "
+              f"{digest[:12]}, {args.segments} segment(s)){resuming}", flush=True)  # fmt: skip
+    overrides: dict[str, Any] = {}
+    if args.endpoint_url:
+        from botocore.config import Config
+
+        overrides = {"endpoint_url": args.endpoint_url, **LOCAL_CLIENT_SETTINGS}
+        if is_loopback(args.endpoint_url):  # as local_client: never through HTTP(S)_PROXY
+            overrides["config"] = Config(proxies={})
+    total = int(described.get("ItemCount") or 0)
+    update, close = _progress(total, unit="item", desc="backfill", initial=checkpoint.scanned)
+    try:
+        report = bf.backfill(
+            ddb, config, lambda: make_client(config, **dict(overrides)), filters, source,
+            segments=args.segments, page_size=args.page_size,
+            max_write_units=args.max_write_units, max_read_units=args.max_read_units,
+            checkpoint=checkpoint, dry_run=dry_run, on_page=update,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        if path:
+            print(f"checkpoint {path.absolute()} kept: the same command resumes after each "
+                  "segment's last finished page", file=sys.stderr)  # fmt: skip
+        raise
+    finally:
+        close()
+    for line in bf.summary_lines(report):
+        print(line)
+    return 0 if report.ok else 1
+
+
+def _deployed_source(
+    args: argparse.Namespace, ddb: Any
+) -> tuple[str, dict[str, str], Any, str, None]:
+    """A deployed function: its environment and its one table-stream mapping (filters read
+    back as redrive reads them); the source table is named by the mapping's stream ARN."""
+    from .redrive import deployed_mappings
+
+    environment, mappings = deployed_mappings(_client("lambda", None), args.function_name)
+    found = [m for m in mappings.mappings if ":table/" in str(m.get("EventSourceArn"))]
+    if len(found) != 1:
+        raise ValueError(f"function {args.function_name} has {len(found)} event source mappings "
+                         "on a DynamoDB stream; a backfill needs exactly one")  # fmt: skip
+    mapping = found[0]
+    if mapping.get("FilterCriteriaError") or (
+        mapping.get("KMSKeyArn") and not mapping.get("FilterCriteria")
+    ):
+        raise ValueError(
+            "cannot read the mapping's filter criteria (encrypted: kms:Decrypt on "
+            f"{mapping.get('KMSKeyArn')} is needed); a backfill without them would delete more"
+        )
+    table = str(mapping["EventSourceArn"]).partition(":table/")[2].split("/stream/")[0]
+    return args.function_name, environment, mapping, table, None
+
+
+def _real_table_names(stack: StackDef, given: list[str]) -> dict[str, str]:
+    """Logical ID -> table name: --table LOGICAL_ID=NAME, else the template's TableName, else
+    the logical ID (DynamoDB Local's names)."""
+    names = table_names_for(stack.tables)
+    for logical_id, table in stack.tables.items():
+        if isinstance(table.properties.get("TableName"), str):
+            names[logical_id] = table.properties["TableName"]
+    for pair in given:
+        logical_id, _, name = pair.partition("=")
+        names[logical_id] = name
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser (also rendered into API.md)."""
     raw = argparse.RawDescriptionHelpFormatter
@@ -574,6 +710,85 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--dry-run", action="store_true", help="read and count; change nothing")
     redrive.add_argument("--sqs-endpoint-url", help="an SQS endpoint other than AWS's")
     redrive.set_defaults(run=_redrive)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="scavenge what the stream can no longer deliver, from a scan of the source",
+        description="Scan the source table (a parallel Scan) and treat each item as the stream "
+        "record the scavenger would have received when it was written: INSERT with the item as "
+        "its new image (MODIFY for a scavenger acting on MODIFY only: a filter on the old image "
+        "cannot match). Keep the records the event source mapping's filter criteria select and "
+        "delete their keys through the function's own code (key mapping, templates, several "
+        "targets, 25 keys a request, pacing, retries). For adopting the scavenger on a table "
+        "that already holds items, or after it was broken for more than the stream's 24 hours. "
+        "A REMOVE-only scavenger cannot be backfilled (exit status 2). The configuration comes "
+        "from your app, a cloud assembly, or the deployed function (--function-name); tables "
+        "are on AWS (your normal credentials) or --endpoint-url.",
+        epilog="examples:\n"
+        "  stream-scavenger backfill --cloud-assembly cdk.out --dry-run \\\n"
+        "      --table MessagesABC123=messages --table StagingDEF456=staging\n"
+        "  stream-scavenger backfill --function-name my-stack-ScavengerFunction-AbC \\\n"
+        "      --segments 16 --max-write-units 500 --max-read-units 1000\n"
+        "  stream-scavenger backfill --cloud-assembly cdk.out --endpoint-url http://127.0.0.1:8000 "
+        "\\\n      --table MessagesABC123=messages --table StagingDEF456=staging\n\n"
+        "exit status: 0 every selected item's keys deleted (dry run: counted); 1 some could not "
+        "be\ndeleted (named by segment, page and item); 2 usage or set-up error (an option out "
+        "of range,\na REMOVE-only scavenger, a checkpoint of another backfill, a table not "
+        "found); 130 interrupted\n(the checkpoint kept: the same command resumes)",
+        formatter_class=raw,
+    )
+    config = backfill.add_mutually_exclusive_group(required=True)
+    config.add_argument("--app", help="the command that synthesizes your app, e.g. 'python app.py'")
+    config.add_argument("--cloud-assembly", help="an already synthesized cdk.out directory")
+    config.add_argument(
+        "--function-name", help="the deployed scavenger function (its environment and mapping)"
+    )
+    backfill.add_argument("--function", help="logical ID (prefix) of the function, if several")
+    backfill.add_argument(
+        "--table", action="append", default=[], metavar="LOGICAL_ID=NAME",
+        help="a table's real name, with --app or --cloud-assembly (default: the template's "
+        "TableName, else its logical ID)",
+    )  # fmt: skip
+    backfill.add_argument(
+        "--segments", type=int, default=4, metavar="N",
+        help="Scan segments (TotalSegments), 1..1,000,000 (default 4); at most "
+        f"{MAX_BACKFILL_WORKERS} are scanned at once",
+    )  # fmt: skip
+    backfill.add_argument(
+        "--page-size", type=int, default=1000, metavar="N",
+        help="items per Scan page (Limit), 1..10,000 (default 1000; a read budget may lower "
+        "it; DynamoDB ends a page at 1 MB)",
+    )  # fmt: skip
+    backfill.add_argument(
+        "--max-write-units", type=float, metavar="N",
+        help="write units per second for the deletes, over all segments, more than 0 "
+        "(default: no limit but the pacing on throttles), so the tables' other writers keep "
+        "their capacity",
+    )  # fmt: skip
+    backfill.add_argument(
+        "--max-read-units", type=float, metavar="N",
+        help="read units per second for the scan, over all segments, more than 0 (default: no "
+        "limit); pages are made small enough to fit",
+    )  # fmt: skip
+    backfill.add_argument(
+        "--dry-run", action="store_true",
+        help="scan and count (items, filtered out, matched per target, keys, unmappable); "
+        "delete nothing, keep no checkpoint",
+    )  # fmt: skip
+    backfill_checkpoint = backfill.add_mutually_exclusive_group()
+    backfill_checkpoint.add_argument(
+        "--checkpoint", metavar="FILE",
+        help="each segment's position, saved after each page whose deletes are finished, so an "
+        "interrupted backfill resumes (default: .stream-scavenger/backfill-<table>-<function>-"
+        "<configuration hash>.json); one made for other --segments or configuration is refused",
+    )  # fmt: skip
+    backfill_checkpoint.add_argument(
+        "--no-checkpoint", action="store_true", help="start from the beginning, save nothing"
+    )
+    backfill.add_argument(
+        "--endpoint-url", help="a DynamoDB endpoint other than AWS's (e.g. DynamoDB Local)"
+    )
+    backfill.set_defaults(run=_backfill)
 
     for command in (demo, run, invoke):
         command.add_argument(
