@@ -327,7 +327,7 @@ LOCAL_MODULES = (
 
 def local_section() -> list[str]:
     out = ["## Local running: `stream_scavenger.local` (extra `local`)", ""]
-    modules = [f"local/{name}" for name in LOCAL_MODULES] + ["redrive"]
+    modules = [f"local/{name}" for name in LOCAL_MODULES] + ["redrive", "backfill"]
     for path in modules:
         module = parse(f"{path}.py")
         out += [
