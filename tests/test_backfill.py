@@ -395,3 +395,33 @@ def test_an_interrupted_backfill_resumes_with_no_page_skipped(
     assert f"resumed after {saved['scanned']} items" in out
     assert f"items scanned: {t.items - saved['scanned']}," in out  # no page twice, none skipped
     assert (t.staging_left(), t.design_left()) == t.expected()
+
+
+def test_a_page_with_records_not_deleted_holds_its_segments_checkpoint(
+    ddb_local: Any, ddb: Any, assembly: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """A recovery tool keeps what it could not do: the checkpoint stays before the first page
+    with a record not deleted (before: that page was saved as done, and a resumed run never
+    tried it again)."""
+    t = Tables(ddb, assembly, items=60)
+    checkpoint = tmp_path / "cp.json"
+    broken = {"on": True}
+
+    def poison(index: int, body: dict[str, Any]) -> Fault | None:
+        keys = json.dumps(body["RequestItems"])
+        return Fault.http(500) if broken["on"] and '"m1"' in keys else None
+
+    options = [*t.options, "--segments", "1", "--page-size", "10", "--checkpoint", str(checkpoint)]
+    with FaultProxy(ddb_local.endpoint_url, poison) as proxy:
+        first = main(paid(*options, "--endpoint-url", proxy.url))
+        out = capsys.readouterr()
+        assert first == 1, out
+        assert "not deleted: " in out.out and "retries from there" in out.out
+        saved = json.loads(checkpoint.read_text())
+        assert saved["done"] == [], saved  # the segment is not done: m1's page is ahead
+        assert "m1" in t.staging_left()  # with the others of its request (a 500 fails it all)
+        broken["on"] = False
+        second = main(paid(*options, "--endpoint-url", proxy.url))
+    assert second == 0, capsys.readouterr()
+    assert (t.staging_left(), t.design_left()) == t.expected()
+    assert json.loads(checkpoint.read_text())["done"] == [[0, 0]]

@@ -491,8 +491,12 @@ def backfill(
     """Scan the source in ``segments`` and scavenge every page; return the report.
 
     Each worker has its own :class:`Scavenger` and ``writes_client()`` (none in a dry run:
-    the handler's dry-run path counts and sends nothing). The handler's EMF lines are kept
-    from stdout and its log lines below ERROR dropped (the report has the counts). Ctrl-C
+    the handler's dry-run path counts and sends nothing). A segment's checkpoint moves after
+    each page whose records were all deleted (or filtered out, or unmappable) and stops
+    moving at the first page with a record that was not: the rest of the segment is still
+    scanned and scavenged, and the next run starts again at that page. The handler's EMF
+    lines are kept from stdout and its log lines below ERROR dropped (the report has the
+    counts). Ctrl-C
     stops the workers after their current page (its position saved) and is raised again.
     """
     from .runtime.scavenger.handler import Scavenger
@@ -518,13 +522,15 @@ def backfill(
         for segment in queue:
             reader = _SegmentReader(scan_client, source, segment, segments, checkpoint, reads)
             reader.unit_per_item = unit_per_item
+            held = False  # a page with records not deleted: the checkpoint stays before it
             for page_number, items, after, read_units in reader.pages(page_size, stop):
                 records = as_records(items, source, segment, page_number)
                 result = scavenge_page(
                     scavenger, filters, records, write_budget=writes, call_budget_s=call_budget_s
                 )
                 result.read_units, result.pages = read_units, 1
-                if not dry_run:
+                held = held or bool(result.failed)
+                if not dry_run and not held:
                     checkpoint.save(segment, after, len(items))  # once its deletes are done
                 with lock:
                     totals.add(result)
@@ -674,8 +680,9 @@ def summary_lines(report: BackfillReport) -> list[str]:
         more = f" (and {len(t.failed) - 20} more)" if len(t.failed) > 20 else ""
         lines.append(
             f"not deleted: {len(t.failed)} record(s), still reported after {PATIENCE} calls "
-            f"without progress: {shown}{more}; their pages are checkpointed as done, so run "
-            "again with --no-checkpoint (deletes are idempotent) to retry them"
+            f"without progress: {shown}{more}; each segment's checkpoint stays before its "
+            "first page with such a record, so the same command retries from there (deletes "
+            "are idempotent)"
         )
     return lines
 
