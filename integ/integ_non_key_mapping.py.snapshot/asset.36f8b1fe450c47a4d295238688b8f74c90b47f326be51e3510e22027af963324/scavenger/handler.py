@@ -5,10 +5,11 @@ target that acts on its event (``records``), delete the distinct keys of all tar
 together (``deleter``), answer with the partial-batch response for streams, and report
 the counts. Lambda checkpoints at the lowest reported sequence number and replays
 everything after it, so every record with a key (in any target) that was not
-confirmed deleted is reported; deletes are idempotent, so replays are harmless. The
-exceptions are records that can never succeed (unmappable, including keys DynamoDB
-rejects on their own): they are logged and counted, not reported, so they do not
-block the shard.
+confirmed deleted is reported; deletes are idempotent, so replays are harmless, and a
+replayed record whose delete this container already confirmed is acknowledged without a
+request (``deleter.ConfirmedDeletes``). The exceptions are records that can never
+succeed (unmappable, including keys DynamoDB rejects on their own): they are logged and
+counted, not reported, so they do not block the shard.
 
 The report, written also when the batch must fail whole, is one summary log line and
 the EMF metric lines (``metrics``) of :data:`SUMMARY_METRICS`. The log line's message is
@@ -16,13 +17,13 @@ the EMF metric lines (``metrics``) of :data:`SUMMARY_METRICS`. The log line's me
 reported, else INFO; its ``summary`` field is :class:`Summary`, with no item data::
 
     {"records": 72, "matched": 70, "skipped": 1, "unmappable": 1, "distinct_keys": 50,
-     "duplicates": 20, "deleted": 50, "reported": 0,
+     "duplicates": 20, "deleted": 50, "reported": 0, "remembered": 0,
      "deletes": {"requests": 4, "retries": 2, "unprocessed": 0, "throttles": 2,
                  "errors": 0, "splits": 0, "consumed_wcu": 50.0,
                  "error_codes": {"ThrottlingException": 2}},
-     "timed_out": false, "not_mapped": 0, "duration_ms": 41.7,
+     "timed_out": false, "throttled_out": false, "not_mapped": 0, "duration_ms": 41.7,
      "targets": [{"table": "staging", "matched": 70, "unmappable": 1,
-                  "duplicates": 20, "deleted": 50, "reported": 0}]}
+                  "duplicates": 20, "deleted": 50, "reported": 0, "remembered": 0}]}
 
 An event without a ``Records`` list logs an error instead of the summary line and
 emits zero counts.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -47,10 +49,12 @@ from .deleter import (
     MIN_REQUEST_S,
     BatchDeleter,
     ChecksumMismatch,
+    ConfirmedDeletes,
     Deadline,
     DeleteResult,
     DeleteStats,
     DynamoDBClient,
+    RecordId,
 )
 from .logs import get_logger, quiet_sdk_loggers
 from .metrics import emit
@@ -99,6 +103,8 @@ class TargetSummary:
     duplicates: int = 0
     deleted: int = 0
     reported: int = 0
+    #: Records acknowledged without a request: this container confirmed their delete before.
+    remembered: int = 0
 
 
 @dataclass
@@ -118,9 +124,13 @@ class Summary:
     duplicates: int = 0
     deleted: int = 0
     reported: int = 0
+    #: Replayed records whose delete this container had confirmed (in some target): no request.
+    remembered: int = 0
     #: How the deletes went; all zero in a dry run, which sends no request.
     deletes: DeleteStats = field(default_factory=DeleteStats)
     timed_out: bool = False
+    #: Time ran out with keys unconfirmed while the target throttled (under-provisioned).
+    throttled_out: bool = False
     #: Records not looked at because mapping ran out of time (all reported).
     not_mapped: int = 0
     duration_ms: float = 0.0
@@ -147,6 +157,7 @@ SUMMARY_METRICS = {
     "UnprocessedItems": "deletes.unprocessed",
     "Throttles": "deletes.throttles",
     "ConsumedWriteCapacity": "deletes.consumed_wcu",
+    "ThrottledOut": "throttled_out",
     "BatchLatency": "duration_ms",
 }
 #: The per-target metrics carry the :class:`TargetSummary` fields of the same names.
@@ -154,8 +165,10 @@ TARGET_SUMMARY_METRICS = {name: SUMMARY_METRICS[name] for name in TARGET_METRICS
 
 
 def metric_values(counts: Summary | TargetSummary, fields: Mapping[str, str]) -> dict[str, float]:
-    """Metric name -> value, read from ``counts`` through ``fields`` (metric -> field path)."""
-    return {name: attrgetter(path)(counts) for name, path in fields.items()}
+    """Metric name -> value, read from ``counts`` through ``fields`` (metric -> field path);
+    a flag counts 1 or 0 (EMF values are numbers)."""
+    values = {name: attrgetter(path)(counts) for name, path in fields.items()}
+    return {name: int(v) if isinstance(v, bool) else v for name, v in values.items()}
 
 
 @dataclass
@@ -171,6 +184,8 @@ class MappedBatch:
     unmappable: set[int] = field(default_factory=set)
     #: Records mapped, a prefix of ``records``: the rest were not looked at (out of time).
     mapped: int = 0
+    #: Every target's distinct keys in the order of the first record naming each.
+    in_stream_order: list[TargetKey] = field(default_factory=list)
 
     @classmethod
     def empty(cls, records: list[Any], targets: int) -> MappedBatch:
@@ -184,11 +199,13 @@ class MappedBatch:
         if key.identity in table_keys:
             return False
         table_keys[key.identity] = key
+        self.in_stream_order.append(key)
         return True
 
     def distinct_keys(self) -> list[TargetKey]:
-        """Every target's distinct keys, to delete in one go."""
-        return [key for table_keys in self.keys for key in table_keys.values()]
+        """Every target's distinct keys, to delete in one go, in stream order: what does not
+        get deleted in time is the tail, so Lambda's checkpoint moves as far as it can."""
+        return self.in_stream_order
 
 
 class Scavenger:
@@ -208,13 +225,13 @@ class Scavenger:
         self._function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
         #: Counts of the most recent invocation (for tests and the local runner).
         self.last_summary = Summary()
-        extra = {"rng": rng} if rng is not None else {}
+        self._confirmed = ConfirmedDeletes()
         self._deleter = BatchDeleter(
             client,
             max_concurrency=config.max_concurrency,
             max_attempts=config.max_attempts,
             sleep=sleep,
-            **extra,
+            rng=rng or random.random,
         )
 
     def handle(self, event: Any, context: Any = None) -> PartialBatchResponse:
@@ -271,7 +288,8 @@ class Scavenger:
             batch.unmappable.add(index)
             self._log_unmappable(record, index, why, None)
             return
-        selected = named = False
+        selected = named = remembered = False
+        record_id = _record_id(record)
         for position, target in enumerate(self.config.targets):
             if event_name not in target.event_names:
                 continue
@@ -286,12 +304,16 @@ class Scavenger:
                 continue
             counts.matched += 1
             named = True
-            if not batch.add(position, index, key):
-                counts.duplicates += 1
             if self.config.log_items:
                 log.debug("key", extra={"table": key.table, "key": _printable(key.request)})
+            if record_id is not None and (key.table, record_id, key.identity) in self._confirmed:
+                counts.remembered += 1
+                remembered = True
+            elif not batch.add(position, index, key):
+                counts.duplicates += 1
         summary.skipped += not selected
         summary.matched += named
+        summary.remembered += remembered
 
     def _delete(self, batch: MappedBatch, deadline: Deadline, summary: Summary) -> DeleteResult:
         """Delete the batch's distinct keys; a dry run takes them all as deleted, sending nothing.
@@ -304,15 +326,26 @@ class Scavenger:
             result = DeleteResult(deleted={t.table: set(keys) for t, keys in targets})
         else:
             result = self._deleter.delete(batch.distinct_keys(), deadline)
+            self._remember(batch, result)
         summary.deletes = result.stats
         summary.deleted = result.deleted_count
         for counts in summary.targets:
             counts.deleted = len(result.deleted.get(counts.table, ()))
         summary.timed_out = result.timed_out or batch.mapped < len(batch.records)
+        summary.throttled_out = result.throttled_out
         if result.rejected:
             self._unmap_rejected(batch, result, deadline, summary)
         summary.unmappable = len(batch.unmappable)
         return result
+
+    def _remember(self, batch: MappedBatch, result: DeleteResult) -> None:
+        """Note every record whose key a response confirmed, so a replay sends nothing."""
+        for target, named in zip(self.config.targets, batch.named, strict=True):
+            confirmed = result.deleted.get(target.table, set())
+            for index, identity in named:
+                record_id = _record_id(batch.records[index])
+                if identity in confirmed and record_id is not None:
+                    self._confirmed.add(target.table, record_id, identity)
 
     def _unmap_rejected(
         self, batch: MappedBatch, result: DeleteResult, deadline: Deadline, summary: Summary
@@ -422,6 +455,17 @@ def _sequence_number(record: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _record_id(record: Any) -> RecordId | None:
+    """What names a stream record across replays; None when a part is missing."""
+    if not isinstance(record, Mapping):
+        return None
+    arn, event_id = record.get("eventSourceARN"), record.get("eventID")
+    sequence_number = _sequence_number(record)
+    if isinstance(arn, str) and isinstance(event_id, str) and sequence_number:
+        return (arn, event_id, sequence_number)
+    return None
+
+
 def _sequence_order(sequence_number: str) -> tuple[int, int, str, str]:
     """Sort key: ASCII digit strings in numeric order first, then any other string.
 
@@ -451,23 +495,26 @@ def _printable(key: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def make_client(config: ScavengerConfig, **overrides: Any) -> Any:
+def make_client(scavenger: ScavengerConfig, /, **overrides: Any) -> Any:
     """A DynamoDB client that fails fast: the scavenger does its own retries.
 
     Created the standard boto3 way, so ``AWS_ENDPOINT_URL`` and
     ``AWS_ENDPOINT_URL_DYNAMODB`` point it at another endpoint; ``overrides``
-    are passed to ``boto3.client`` (tests use them for an endpoint and region).
+    are passed to ``boto3.client`` (tests use them for an endpoint and region), a
+    ``config`` among them merged over the scavenger's own (e.g. ``proxies={}``).
+    Client-side parameter validation is off: the requests are built from keys already
+    checked against the key schema, DynamoDB validates on the server anyway (a rejected
+    key is isolated and counted unmappable), and it cost about 11 us per record.
     """
-    client = boto3.client(
-        "dynamodb",
-        **overrides,
-        config=Config(
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=2,
-            read_timeout=10,
-            max_pool_connections=config.max_concurrency,
-        ),
+    base = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=2,
+        read_timeout=10,
+        max_pool_connections=scavenger.max_concurrency,
+        parameter_validation=False,
     )
+    given = overrides.pop("config", None)
+    client = boto3.client("dynamodb", **overrides, config=base.merge(given) if given else base)
     client.meta.events.register("after-call.dynamodb.BatchWriteItem", _verify_crc32)
     return client
 

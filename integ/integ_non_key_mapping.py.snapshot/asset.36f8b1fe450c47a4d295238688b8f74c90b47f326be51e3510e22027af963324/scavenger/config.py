@@ -75,6 +75,9 @@ METRICS = {
     "UnprocessedItems": "Count",
     "Throttles": "Count",
     "ConsumedWriteCapacity": "Count",
+    #: 1 when the invocation ran out of time with keys unconfirmed while the target throttled:
+    #: the target is under-provisioned for this stream, not the scavenger failing.
+    "ThrottledOut": "Count",
     "BatchLatency": "Milliseconds",
 }
 #: The metrics also emitted per target (dimensions FunctionName, TargetTable) when a
@@ -92,8 +95,9 @@ MAX_TARGETS = 10
 
 #: Requests in flight at once for one invocation.
 DEFAULT_MAX_CONCURRENCY = 8
-#: Attempts per BatchWriteItem chunk (the first try included) before its keys are
-#: reported for replay.
+#: Attempts per BatchWriteItem chunk (the first try included) that fail other than by
+#: throttling (5xx, dropped connections, answers that confirm nothing) before its keys are
+#: reported for replay; throttling is retried while the invocation's time lasts.
 DEFAULT_MAX_ATTEMPTS = 8
 
 

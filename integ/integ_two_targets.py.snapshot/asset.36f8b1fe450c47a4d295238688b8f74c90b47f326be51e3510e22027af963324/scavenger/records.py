@@ -17,7 +17,7 @@ spellings the same :data:`Identity` exactly when DynamoDB reads them as one item
   ``_``. Then at most 38 significant digits and a magnitude of 1E-130 to below
   1E+126. ``1``, ``1.0``, ``+1``, ``1e0`` and ``\u0661`` are one item, ``-0`` is ``0``.
 - ``S``: sizes count UTF-8 bytes of the string DynamoDB stores, in which a lone
-  surrogate (a JSON ``"\ud800"`` escape) is the one byte ``?``: ``"x\ud800"`` and
+  surrogate (a JSON ``"\\ud800"`` escape) is the one byte ``?``: ``"x\\ud800"`` and
   ``"x?"`` are one item. ``NFC`` and ``NFD`` spellings are two items.
 - ``B``: base64 as DynamoDB decodes it: whitespace (any character up to U+0020)
   only between groups of four, padding required, a padded group may be followed

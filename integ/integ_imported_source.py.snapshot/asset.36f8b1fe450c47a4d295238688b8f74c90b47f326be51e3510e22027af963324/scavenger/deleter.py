@@ -1,4 +1,4 @@
-"""How keys are deleted: chunks of 25, bounded concurrency, retries, a deadline.
+"""How keys are deleted: chunks of 25, bounded concurrency, paced retries, a deadline.
 
 One ``BatchWriteItem`` takes deletes for several tables (25 in total), so keys
 for different targets share requests and the request count stays
@@ -12,18 +12,27 @@ other 2xx is retried like a 5xx. Everything not confirmed, whether it was
 throttled, refused, still in flight at the deadline or never sent, is returned
 as not deleted, so the caller can report it for replay; a key DynamoDB rejects
 as invalid on its own is returned as rejected (replaying it can never help).
+
+Throttling (``UnprocessedItems``, a throttling error) is retried for as long as the
+invocation's time lasts, at the rate the :class:`~.pacing.Pacer` learns the tables accept;
+only other failures (5xx, dropped connections, malformed answers) count towards
+``max_attempts``, with exponential backoff between them. Chunks go out in the order of the
+keys given (the handler gives them in stream order), so what runs out of time is the tail.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .pacing import Pacer
 from .records import Identity, TargetKey, identity_of
 
 KeyRef = tuple[str, Identity]
@@ -83,7 +92,8 @@ class DeleteStats:
 
     #: ``BatchWriteItem`` requests sent, retries included.
     requests: int = 0
-    #: Requests sent again after a backoff.
+    #: Requests sent again for keys a request before did not confirm (after a backoff, or
+    #: paced after a throttle).
     retries: int = 0
     #: Keys an answer handed back in ``UnprocessedItems``, summed over attempts.
     unprocessed: int = 0
@@ -128,11 +138,50 @@ class DeleteResult:
     rejected: dict[str, dict[Identity, str]] = field(default_factory=dict)
     stats: DeleteStats = field(default_factory=DeleteStats)
     timed_out: bool = False
+    #: Time ran out with keys unconfirmed while the target was throttling.
+    throttled_out: bool = False
 
     @property
     def deleted_count(self) -> int:
         """Keys confirmed deleted, over all tables."""
         return sum(len(identities) for identities in self.deleted.values())
+
+
+RecordId = tuple[str, str, str]
+"""A stream record's ``eventSourceARN``, ``eventID`` and ``dynamodb.SequenceNumber``."""
+
+#: Records whose deletes one container remembers: a few of Lambda's largest batches.
+CONFIRMED_CAPACITY = 50_000
+
+
+class ConfirmedDeletes:
+    """The records, per target table and key, whose delete this container saw confirmed.
+
+    Lambda replays every record after the lowest reported one, and deleting an item that
+    is already gone still costs a write unit; a replayed record found here is acknowledged
+    without a request. That is also what the user meant: a replay must not delete an item
+    created again since. Bounded: the oldest are forgotten first (a forgotten record is
+    deleted again, which is harmless). The key is part of the entry, so two records that
+    share an ID (Lambda never sends such) cannot stand in for each other.
+    """
+
+    def __init__(self, capacity: int = CONFIRMED_CAPACITY) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[tuple[str, RecordId, Identity], None] = OrderedDict()
+
+    def __contains__(self, entry: tuple[str, RecordId, Identity]) -> bool:
+        return entry in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, table: str, record: RecordId, identity: Identity) -> None:
+        """Remember that ``record``'s key ``identity`` in ``table`` was confirmed deleted."""
+        entry = (table, record, identity)
+        self._seen[entry] = None
+        self._seen.move_to_end(entry)
+        while len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
 
 
 def chunks(keys: Sequence[TargetKey], size: int = CHUNK_SIZE) -> Iterator[Sequence[TargetKey]]:
@@ -152,12 +201,15 @@ class BatchDeleter:
         max_attempts: int,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        pacer: Pacer | None = None,
     ) -> None:
         self._client = client
         self._max_concurrency = max_concurrency
         self._max_attempts = max_attempts
         self._sleep = sleep
         self._rng = rng
+        #: Shared by every chunk and every invocation of this deleter (one per container).
+        self.pacer = pacer or Pacer(largest=CHUNK_SIZE)
 
     def backoff(self, retry: int) -> float:
         """Full-jitter exponential backoff before retry number ``retry`` (1-based)."""
@@ -169,17 +221,23 @@ class BatchDeleter:
         if not keys:
             return result
         stop = threading.Event()
+        self.pacer.begin(deadline.left)
+        # A pool per invocation: a request still hanging from the last one must not hold a
+        # worker of this one (starting the threads costs well under a millisecond).
         pool = ThreadPoolExecutor(
             max_workers=min(self._max_concurrency, -(-len(keys) // CHUNK_SIZE)),
             thread_name_prefix="scavenger",
         )
         try:
             futures = [
-                pool.submit(self._delete_chunk, chunk, deadline, stop) for chunk in chunks(keys)
+                pool.submit(self._delete_chunk, chunk, deadline, stop, order)
+                for order, chunk in enumerate(chunks(keys))
             ]
             done, not_done = wait(futures, timeout=max(deadline.left(), 0))
             # Whatever is still in flight is not confirmed: its keys stay undeleted.
             result.timed_out = bool(not_done)
+            out_of_time = bool(not_done)
+            paced_out = False
             for future in futures:
                 if future not in done:
                     continue
@@ -188,18 +246,25 @@ class BatchDeleter:
                     result.stats.error(type(future.exception()).__name__)
                     continue
                 outcome = future.result()
+                out_of_time |= outcome.out_of_time
+                paced_out |= outcome.paced_out
                 for key in outcome.deleted:
                     result.deleted.setdefault(key.table, set()).add(key.identity)
                 for key, code in outcome.rejected:
                     result.rejected.setdefault(key.table, {})[key.identity] = code
                 result.stats.add(outcome.stats)
+            # "Under-provisioned": the time ran out, and the target throttled now or the
+            # rate it accepted (learned from its throttles) held the rest back.
+            result.throttled_out = out_of_time and (self.pacer.throttled or paced_out)
         finally:
+            # Chunks not started never start; those in flight see ``stop`` and end.
             stop.set()
+            self.pacer.end()
             pool.shutdown(wait=False, cancel_futures=True)
         return result
 
     def _delete_chunk(
-        self, chunk: Sequence[TargetKey], deadline: Deadline, stop: threading.Event
+        self, chunk: Sequence[TargetKey], deadline: Deadline, stop: threading.Event, order: int
     ) -> _ChunkOutcome:
         """Delete one chunk; a chunk DynamoDB rejects as invalid is split to isolate the bad key."""
         outcome = _ChunkOutcome()
@@ -207,7 +272,7 @@ class BatchDeleter:
         while groups:
             group = groups.pop()
             try:
-                self._delete_group(group, deadline, stop, outcome)
+                self._delete_group(group, deadline, stop, outcome, order)
             except _Split as split:
                 half = len(split.keys) // 2
                 outcome.stats.splits += 1
@@ -220,42 +285,63 @@ class BatchDeleter:
         deadline: Deadline,
         stop: threading.Event,
         outcome: _ChunkOutcome,
+        order: int = 0,
     ) -> None:
-        """Send ``group`` until every key is confirmed, rejected, or out of attempts or time.
+        """Send ``group`` until every key is confirmed or rejected, the time is up, or
+        ``max_attempts`` requests failed other than by throttling. The pacer may grant part
+        of the keys at a time (the first ones: stream order).
 
         Confirmed keys go into ``outcome`` as they are confirmed, so a later split loses none.
         """
         stats = outcome.stats
         pending = {(key.table, key.identity): key for key in group}
-        for attempt in range(1, self._max_attempts + 1):
-            if attempt > 1:
-                delay = self.backoff(attempt - 1)
-                if stop.is_set() or deadline.left() < delay + MIN_REQUEST_S:
+        failures = 0
+        sent = backoff_due = False
+        while pending and not stop.is_set():
+            if backoff_due:
+                delay = self.backoff(failures)
+                if deadline.left() < delay + MIN_REQUEST_S:
+                    outcome.out_of_time = True
                     break
-                stats.retries += 1
                 self._sleep(delay)
-            if stop.is_set() or deadline.left() < MIN_REQUEST_S:
+                backoff_due = False
+            grant = self.pacer.acquire(len(pending), MIN_REQUEST_S, self._sleep, stop, order)
+            if grant is None or deadline.left() < MIN_REQUEST_S:
+                outcome.out_of_time = not stop.is_set()
+                # Held back by the rate the target accepts, with no failure of its own.
+                outcome.paced_out = grant is None and outcome.out_of_time and not failures
                 break
+            stats.retries += int(sent)
+            sent = True
+            batch = dict(itertools.islice(pending.items(), grant.keys))
             try:
-                unprocessed = self._send(pending, stats)
+                answer = self._send(batch, stats)
             except NonRetryableError as err:
-                if err.code == "ValidationException":
-                    if len(pending) > 1:
-                        raise _Split(list(pending.values())) from err
-                    # Rejected on its own: the same bytes will be rejected on every replay.
-                    outcome.rejected += [(key, err.code) for key in pending.values()]
-                break
-            if unprocessed is None:
+                if err.code != "ValidationException":
+                    break
+                if len(batch) > 1:
+                    raise _Split(list(pending.values())) from err
+                # Rejected on its own: the same bytes will be rejected on every replay.
+                ((ref, key),) = batch.items()
+                outcome.rejected.append((key, err.code))
+                del pending[ref]
                 continue
-            for ref in list(pending):
-                if ref not in unprocessed:
-                    outcome.deleted.append(pending.pop(ref))
-            if not pending:
-                break
-            stats.unprocessed += len(pending)
+            if isinstance(answer, _Failure):
+                self.pacer.report(grant, 0, throttled=answer is _THROTTLED)
+                if answer is _FAILED:
+                    failures += 1
+                    backoff_due = True
+                    if failures >= self._max_attempts:
+                        break
+                continue
+            accepted = [ref for ref in batch if ref not in answer]
+            for ref in accepted:
+                outcome.deleted.append(pending.pop(ref))
+            self.pacer.report(grant, len(accepted), throttled=len(accepted) < len(batch))
+            stats.unprocessed += len(batch) - len(accepted)
 
-    def _send(self, pending: Mapping[KeyRef, TargetKey], stats: DeleteStats) -> set[KeyRef] | None:
-        """One request: the keys it left unprocessed, None if it failed retryably.
+    def _send(self, pending: Mapping[KeyRef, TargetKey], stats: DeleteStats) -> _Answer:
+        """One request: the keys it left unprocessed, or how it failed retryably.
 
         Raises :class:`NonRetryableError` when retrying cannot help in this invocation.
         """
@@ -270,15 +356,32 @@ class BatchDeleter:
         except Exception as err:  # noqa: BLE001 - classified below, never swallowed silently
             code = _error_code(err)
             stats.error(code)
+            if code in THROTTLE_CODES:
+                return _THROTTLED
             if _is_retryable(err, code):
-                return None
+                return _FAILED
             raise NonRetryableError(code) from err
         left = unprocessed_refs(response, pending)
         if left is None:
             stats.error(MALFORMED_RESPONSE)
-            return None
+            return _FAILED
         stats.consumed_wcu += _capacity_units(response)
         return left
+
+
+class _Failure:
+    """A request that confirmed nothing but may succeed later."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_THROTTLED = _Failure("throttled")
+_FAILED = _Failure("failed")
+_Answer = set[KeyRef] | _Failure
 
 
 @dataclass
@@ -288,6 +391,10 @@ class _ChunkOutcome:
     deleted: list[TargetKey] = field(default_factory=list)
     rejected: list[tuple[TargetKey, str]] = field(default_factory=list)
     stats: DeleteStats = field(default_factory=DeleteStats)
+    #: Stopped with keys left because the time ran out (not because they failed too often),
+    #: and whether it was the pacer that held them back.
+    out_of_time: bool = False
+    paced_out: bool = False
 
 
 def unprocessed_refs(response: Any, sent: Mapping[KeyRef, Any]) -> set[KeyRef] | None:
