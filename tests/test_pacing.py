@@ -144,9 +144,14 @@ def test_a_target_far_below_the_batch_size_ends_with_every_key_deleted(
     assert scan_keys(ddb, table, ["pk"]) == {("keep",)}
     counts = proxy.counts()
     assert counts["write_units"] == {table: 300}  # every unit on a key still there
-    # Paced, not hammered: at most twice the 12 requests 300 keys need (the ratios of a
-    # longer run are the benchmark's "throttled target" series).
-    assert counts["operations"]["BatchWriteItem"] <= 2 * 300 / 25, counts
+    # Paced, not hammered (the old code's 8 attempts a chunk were all spent within about
+    # 6 s): refusals only in the first, unpaced round of 8 requests in flight, and a few
+    # requests more than the 12 that 300 keys need, the pacer granting parts of requests
+    # when a whole one does not fit (the ratios of a longer run are the benchmark's
+    # "throttled target" series).
+    refused = counts["errors"].get("BatchWriteItem:ProvisionedThroughputExceededException", 0)
+    assert refused <= 8, counts
+    assert counts["operations"]["BatchWriteItem"] <= 3 * 300 / 25, counts
 
 
 # ---- what a review found: the pacer must never stop a batch, nor learn from stale answers ----
