@@ -146,9 +146,9 @@ def test_a_target_far_below_the_batch_size_ends_with_every_key_deleted(
     assert counts["write_units"] == {table: 300}  # every unit on a key still there
     # Paced, not hammered (the old code's 8 attempts a chunk were all spent within about
     # 6 s, up to 64 refusals): a few refusals (the first, unpaced round of 8 requests in
-    # flight, a probe), and a few requests more than the 12 that 300 keys need, the pacer granting parts of requests
-    # when a whole one does not fit (the ratios of a longer run are the benchmark's
-    # "throttled target" series).
+    # flight, a probe), and a few requests more than the 12 that 300 keys need, the pacer
+    # granting parts of requests when a whole one does not fit (the ratios of a longer run
+    # are the benchmark's "throttled target" series).
     refused = counts["errors"].get("BatchWriteItem:ProvisionedThroughputExceededException", 0)
     assert refused <= 16, counts
     assert counts["operations"]["BatchWriteItem"] <= 3 * 300 / 25, counts
