@@ -23,7 +23,7 @@
 #   slow  integ-runner snapshots, the wheel, cfn-lint, the benchmark subset, the demo command
 # e.g. ./run.sh test -m ddb, ./run.sh test -m "not slow"; the long property run (500 examples
 # per Hypothesis test instead of 30) is ./run.sh test -m property --slow.
-# CI (.ci/run) runs ./run.sh lint, then ./run.sh test, test-newest and test-pythons.
+# CI (.ci/run) runs ./run.sh lint, test-newest, test-pythons, then ./run.sh test (last).
 set -euo pipefail
 cd "$(dirname "$0")"
 
