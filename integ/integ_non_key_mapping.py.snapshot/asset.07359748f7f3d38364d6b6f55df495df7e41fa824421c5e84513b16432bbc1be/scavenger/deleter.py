@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 from .pacing import Pacer
@@ -327,8 +328,8 @@ class BatchDeleter:
                 del pending[ref]
                 continue
             if isinstance(answer, _Failure):
-                self.pacer.report(grant, 0, throttled=answer is _THROTTLED)
-                if answer is _FAILED:
+                self.pacer.report(grant, 0, throttled=answer is _Failure.THROTTLED)
+                if answer is _Failure.FAILED:
                     failures += 1
                     backoff_due = True
                     if failures >= self._max_attempts:
@@ -357,30 +358,25 @@ class BatchDeleter:
             code = _error_code(err)
             stats.error(code)
             if code in THROTTLE_CODES:
-                return _THROTTLED
+                return _Failure.THROTTLED
             if _is_retryable(err, code):
-                return _FAILED
+                return _Failure.FAILED
             raise NonRetryableError(code) from err
         left = unprocessed_refs(response, pending)
         if left is None:
             stats.error(MALFORMED_RESPONSE)
-            return _FAILED
+            return _Failure.FAILED
         stats.consumed_wcu += _capacity_units(response)
         return left
 
 
-class _Failure:
+class _Failure(Enum):
     """A request that confirmed nothing but may succeed later."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
+    THROTTLED = "throttled"
+    FAILED = "failed"
 
 
-_THROTTLED = _Failure("throttled")
-_FAILED = _Failure("failed")
 _Answer = set[KeyRef] | _Failure
 
 
