@@ -543,15 +543,19 @@ def test_a_record_is_reported_when_any_of_its_keys_survives(
 
     response = scavenger.handle(event(*records), Context())
 
-    # The staging copies went; the design items could not: every record is reported.
-    assert scan_keys(ddb, targets["staging"], ["messageId"]) == {(f"m{i}",) for i in range(30, 100)}
+    # The design items could not go: every record is reported.
     assert len(scan_keys(ddb, targets["design"], ["pk"])) == 100
     reported = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     assert reported == [r["dynamodb"]["SequenceNumber"] for r in records]
     # Unprocessed is throttling: retried while the invocation's time lasts, not max_attempts times.
     assert client.withheld > 30 * 3
+    # One pacer paces every target, in stream order: the staging copies went as far as the
+    # table that throttles let the requests go, the earliest first (at least the first
+    # request's; a fresh container sends one request before it knows the tables).
     staging, design, drafts = scavenger.last_summary.targets
-    assert (staging.deleted, staging.reported) == (30, 0)
+    assert staging.deleted >= 1 and staging.deleted + staging.reported == 30
+    left = {(f"m{i}",) for i in range(staging.deleted, 100)}
+    assert scan_keys(ddb, targets["staging"], ["messageId"]) == left
     assert (design.deleted, design.reported) == (0, 30)
     assert (drafts.matched, drafts.reported) == (0, 0)
 

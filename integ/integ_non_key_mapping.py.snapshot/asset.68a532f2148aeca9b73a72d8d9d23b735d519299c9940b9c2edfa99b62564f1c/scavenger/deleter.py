@@ -318,6 +318,7 @@ class BatchDeleter:
             try:
                 answer = self._send(batch, stats)
             except NonRetryableError as err:
+                self.pacer.release(grant)
                 if err.code != "ValidationException":
                     break
                 if len(batch) > 1:
@@ -327,6 +328,7 @@ class BatchDeleter:
                 outcome.rejected.append((key, err.code))
                 del pending[ref]
                 continue
+            self.pacer.release(grant)
             if isinstance(answer, _Failure):
                 self.pacer.report(grant, 0, throttled=answer is _Failure.THROTTLED)
                 if answer is _Failure.FAILED:
