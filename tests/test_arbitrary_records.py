@@ -339,6 +339,7 @@ SINGLE_PASS = {
     "rstrip", "find", "split", "join", "encode", "decode", "a2b_base64", "get", "items",
     "startswith", "append", "sorted", "any", "count",
     "_abc_instancecheck",  # isinstance(record, Mapping): the record, not the value
+    "__new__",  # tuple.__new__: a TargetKey (a NamedTuple) from its three fields
     "settrace", "setprofile",  # the measurement itself
 }  # fmt: skip
 

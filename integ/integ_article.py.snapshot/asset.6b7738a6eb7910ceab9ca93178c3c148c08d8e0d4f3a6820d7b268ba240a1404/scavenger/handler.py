@@ -58,7 +58,7 @@ from .deleter import (
 )
 from .logs import get_logger, quiet_sdk_loggers
 from .metrics import emit
-from .records import Identity, TargetKey, Unmappable, event_name_of, map_record
+from .records import MAPPINGS, Identity, TargetKey, Unmappable, event_name_of, map_record
 
 #: Seconds kept back from the Lambda timeout to build the answer and log.
 RESERVE_S = 0.8
@@ -450,14 +450,14 @@ def partial_batch_response(to_report: list[Any]) -> PartialBatchResponse:
 
 
 def _sequence_number(record: Any) -> str | None:
-    stream = record.get("dynamodb") if isinstance(record, Mapping) else None
-    value = stream.get("SequenceNumber") if isinstance(stream, Mapping) else None
+    stream = record.get("dynamodb") if isinstance(record, MAPPINGS) else None
+    value = stream.get("SequenceNumber") if isinstance(stream, MAPPINGS) else None
     return value if isinstance(value, str) and value else None
 
 
 def _record_id(record: Any) -> RecordId | None:
     """What names a stream record across replays; None when a part is missing."""
-    if not isinstance(record, Mapping):
+    if not isinstance(record, MAPPINGS):
         return None
     arn, event_id = record.get("eventSourceARN"), record.get("eventID")
     sequence_number = _sequence_number(record)
