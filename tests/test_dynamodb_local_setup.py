@@ -317,6 +317,20 @@ def test_dynamodb_local_starts_behind_a_proxy_setting(
         assert "TableNames" in other.client(config=IMPATIENT).list_tables(Limit=1)
 
 
+def test_a_started_instance_used_as_a_context_manager_runs_one_process(
+    ddb_local: DynamoDBLocal,
+) -> None:
+    """``with DynamoDBLocal().start() as local`` started a second JVM and left the first
+    running after the block (300 MB each, found orphaned on this machine)."""
+    local = DynamoDBLocal(ddb_local.jar_dir).start()
+    first = local.pid
+    with local:
+        assert local.pid == first
+    assert first is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(first, 0)
+
+
 def test_an_endpoint_elsewhere_keeps_the_environments_proxy(silent_proxy: str) -> None:
     """Only loopback bypasses it: a request to another host goes to the (silent) proxy."""
     client = local_client("dynamodb", "http://dynamodb.example.invalid:8000", config=IMPATIENT)

@@ -184,7 +184,10 @@ class DynamoDBLocal:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60.0) -> DynamoDBLocal:
-        """Start the process and wait until it answers ``ListTables``."""
+        """Start the process and wait until it answers ``ListTables`` (once: a running
+        instance is returned as it is, so ``with DynamoDBLocal().start()`` runs one)."""
+        if self._process is not None and self._process.poll() is None:
+            return self
         java = require_java()
         self._process = subprocess.Popen(
             [
