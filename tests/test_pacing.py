@@ -8,6 +8,8 @@ proxy's capacity model in real time.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -134,13 +136,9 @@ def test_a_target_far_below_the_batch_size_ends_with_every_key_deleted(
 
     class Budget:
         def __init__(self) -> None:
-            import time
-
             self._end = time.monotonic() + 30
 
         def get_remaining_time_in_millis(self) -> int:
-            import time
-
             return int((self._end - time.monotonic()) * 1000)
 
     response = scavenger.handle(
@@ -240,8 +238,6 @@ class CountingClient:
     whole; counts the requests in flight at once before the first answer, and overall."""
 
     def __init__(self, throttled: int = 0, latency_s: float = 0.02) -> None:
-        import threading
-
         self._lock = threading.Lock()
         self._latency_s = latency_s
         self._throttled = throttled
@@ -249,8 +245,6 @@ class CountingClient:
         self.answered = self.refused = 0
 
     def batch_write_item(self, **kwargs: Any) -> dict[str, Any]:
-        import time
-
         with self._lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -268,8 +262,6 @@ class CountingClient:
 
 
 def real_deadline(budget_s: float) -> Deadline:
-    import time
-
     end = time.monotonic() + budget_s
     return Deadline(lambda: end - time.monotonic(), RESERVE_S)
 

@@ -104,7 +104,7 @@ class Pacer:
         #: Whether the rate grows by the second (looking for capacity) rather than per request.
         self.probing = False
         #: Requests allowed in flight before the container's first throttle (None: any):
-        #: one at first, one more per fully accepted answer, as TCP's slow start.
+        #: one at first, one more per answer that is not a throttle, as TCP's slow start.
         self._start_window: int | None = 1
         self._in_flight = 0
         #: Whether the current invocation has seen a throttle.

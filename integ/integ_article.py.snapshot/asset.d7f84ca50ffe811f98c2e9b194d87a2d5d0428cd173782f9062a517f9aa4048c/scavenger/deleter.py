@@ -318,7 +318,6 @@ class BatchDeleter:
             try:
                 answer = self._send(batch, stats)
             except NonRetryableError as err:
-                self.pacer.release(grant)
                 if err.code != "ValidationException":
                     break
                 if len(batch) > 1:
@@ -328,7 +327,8 @@ class BatchDeleter:
                 outcome.rejected.append((key, err.code))
                 del pending[ref]
                 continue
-            self.pacer.release(grant)
+            finally:
+                self.pacer.release(grant)  # answered, however it went
             if isinstance(answer, _Failure):
                 self.pacer.report(grant, 0, throttled=answer is _Failure.THROTTLED)
                 if answer is _Failure.FAILED:
