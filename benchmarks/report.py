@@ -314,7 +314,10 @@ def text(results: dict[str, Any]) -> str:
                 "Handler CPU against the no-latency stub, 1,000 records: "
                 f"{results['no_latency_stub']['cpu_us_per_record']:.1f} us/record "
                 f"(median of {results['no_latency_stub']['repeat']} calls), wall "
-                f"{results['no_latency_stub']['wall_s'] * 1000:.1f} ms.",
+                f"{results['no_latency_stub']['wall_s'] * 1000:.1f} ms; the same requests "
+                "from botocore alone, one after the other: "
+                f"{results['no_latency_stub'].get('sdk_cpu_us_per_record', float('nan')):.1f} "
+                "us/record.",
                 "",
             ]
             if results.get("no_latency_stub")

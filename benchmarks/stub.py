@@ -4,13 +4,18 @@
 The stub answers every ``BatchWriteItem`` at once with ``{"UnprocessedItems": {}}`` and its
 ``x-amz-crc32``; it runs in the calling process, the handler in a fresh
 ``python -m benchmarks.stub SPEC.json`` process, so ``time.process_time()`` there is the
-handler's own CPU time. Each call gets records the container has not seen (fresh event IDs),
-so none is acknowledged from the container's memory of confirmed deletes.
+handler's own CPU time. After each call the same requests go out again with the handler's own
+client, one after the other and nothing else: the SDK's share, the floor under the handler;
+and the handler runs with one request in flight too, which shows what threads contending for
+the GIL cost when every answer comes back at once (with a few milliseconds of latency, as
+from DynamoDB, they wait on the network instead). Each call gets records the container has
+not seen (fresh event IDs), so none is acknowledged from its memory of confirmed deletes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -110,38 +115,78 @@ def measure(
 
 
 def _run(spec: dict[str, Any]) -> dict[str, Any]:
+    import dataclasses
     import gc
     import importlib
-    import os
 
     from benchmarks.worker import LambdaContext
 
     os.environ.update(spec["env"])
     sys.path.insert(0, spec["asset_dir"])
     module_name, _, name = spec["handler"].rpartition(".")
-    handler = getattr(importlib.import_module(module_name), name)
+    module = importlib.import_module(module_name)
+    handler = getattr(module, name)
+    # The same handler with one request in flight: without threads contending for the GIL.
+    config = module.ScavengerConfig.from_env(os.environ)
+    single = module.Scavenger(
+        dataclasses.replace(config, max_concurrency=1), module.make_client(config)
+    ).handle
     warm = make_batch(200, False, seed=spec["seed"], tag="warm-up").payload()
-    handler(json.loads(warm), LambdaContext(60))
+    for call in (handler, single):
+        call(json.loads(warm), LambdaContext(60))
     payload = make_batch(spec["records"], False, seed=spec["seed"], tag="stub").payload()
-    cpu, wall = [], []
+    sdk_call = _sdk_only(module, config, json.loads(payload))
+    cpu: list[float] = []
+    wall: list[float] = []
+    one: list[float] = []
+    sdk: list[float] = []
     for call in range(spec["repeat"]):
-        event = fresh(json.loads(payload), call)
+        for samples, invoke in ((cpu, handler), (one, single)):
+            event = fresh(json.loads(payload), 2 * call + (samples is one))
+            gc.collect()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            answer = invoke(event, LambdaContext(60))
+            if samples is cpu:
+                wall.append(time.perf_counter() - started)
+            samples.append(time.process_time() - cpu_started)
+            if answer != {"batchItemFailures": []}:
+                raise RuntimeError(f"the stub confirms everything, yet: {str(answer)[:200]}")
         gc.collect()
-        started, cpu_started = time.perf_counter(), time.process_time()
-        answer = handler(event, LambdaContext(60))
-        wall.append(time.perf_counter() - started)
-        cpu.append(time.process_time() - cpu_started)
-        if answer != {"batchItemFailures": []}:
-            raise RuntimeError(f"the stub confirms everything, yet: {str(answer)[:200]}")
+        cpu_started = time.process_time()
+        sdk_call()
+        sdk.append(time.process_time() - cpu_started)
     records = spec["records"]
     return {
         "records": records,
         "repeat": spec["repeat"],
         "cpu_us_per_record": statistics.median(cpu) / records * 1e6,
+        "one_in_flight_cpu_us_per_record": statistics.median(one) / records * 1e6,
+        "sdk_cpu_us_per_record": statistics.median(sdk) / records * 1e6,
         "wall_s": statistics.median(wall),
         "cpu_samples_s": cpu,
+        "one_in_flight_cpu_samples_s": one,
+        "sdk_cpu_samples_s": sdk,
         "wall_samples_s": wall,
     }
+
+
+def _sdk_only(module: Any, scavenger: Any, event: dict[str, Any]) -> Any:
+    """The same ``BatchWriteItem`` requests with the handler's own client, sent one after the
+    other and nothing else: what botocore alone costs, the floor under the handler's CPU."""
+    client = module.make_client(scavenger)
+    (table,) = {t.table for t in scavenger.targets}
+    keys = [record["dynamodb"]["Keys"] for record in event["Records"]]
+    requests = [
+        {table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]}
+        for start in range(0, len(keys), 25)
+    ]
+
+    def send_all() -> None:
+        for items in requests:
+            client.batch_write_item(RequestItems=items, ReturnConsumedCapacity="TOTAL")
+
+    send_all()  # warm, as the handler was
+    return send_all
 
 
 if __name__ == "__main__":
