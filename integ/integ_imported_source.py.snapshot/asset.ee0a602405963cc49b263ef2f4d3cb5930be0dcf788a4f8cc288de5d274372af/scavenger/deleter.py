@@ -28,7 +28,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
@@ -211,6 +211,9 @@ class BatchDeleter:
         self._rng = rng
         #: Shared by every chunk and every invocation of this deleter (one per container).
         self.pacer = pacer or Pacer(largest=CHUNK_SIZE)
+        self._pool: ThreadPoolExecutor | None = None
+        #: The chunks of the last invocation: one still running holds a worker of the pool.
+        self._last_chunks: list[Future[_ChunkOutcome]] = []
 
     def backoff(self, retry: int) -> float:
         """Full-jitter exponential backoff before retry number ``retry`` (1-based)."""
@@ -223,14 +226,10 @@ class BatchDeleter:
             return result
         stop = threading.Event()
         self.pacer.begin(deadline.left)
-        # A pool per invocation: a request still hanging from the last one must not hold a
-        # worker of this one (starting the threads costs well under a millisecond).
-        pool = ThreadPoolExecutor(
-            max_workers=min(self._max_concurrency, -(-len(keys) // CHUNK_SIZE)),
-            thread_name_prefix="scavenger",
-        )
+        pool = self._workers()
+        futures: list[Future[_ChunkOutcome]] = []
         try:
-            futures = [
+            futures += [
                 pool.submit(self._delete_chunk, chunk, deadline, stop, order)
                 for order, chunk in enumerate(chunks(keys))
             ]
@@ -261,8 +260,19 @@ class BatchDeleter:
             # Chunks not started never start; those in flight see ``stop`` and end.
             stop.set()
             self.pacer.end()
-            pool.shutdown(wait=False, cancel_futures=True)
+            for future in futures:
+                future.cancel()
+            self._last_chunks = futures
         return result
+
+    def _workers(self) -> ThreadPoolExecutor:
+        """The container's worker threads; new ones when a request of the last invocation
+        still hangs (until its read timeout), so it holds no worker this one needs."""
+        if self._pool is None or not all(f.done() for f in self._last_chunks):
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = ThreadPoolExecutor(self._max_concurrency, thread_name_prefix="scavenger")
+        return self._pool
 
     def _delete_chunk(
         self, chunk: Sequence[TargetKey], deadline: Deadline, stop: threading.Event, order: int
@@ -306,11 +316,16 @@ class BatchDeleter:
                     break
                 self._sleep(delay)
                 backoff_due = False
+            if deadline.left() < MIN_REQUEST_S:
+                outcome.out_of_time = not stop.is_set()
+                break
             grant = self.pacer.acquire(len(pending), MIN_REQUEST_S, self._sleep, stop, order)
             if grant is None or deadline.left() < MIN_REQUEST_S:
+                if grant is not None:
+                    self.pacer.release(grant)  # granted, but the time went while waiting
                 outcome.out_of_time = not stop.is_set()
-                # Held back by the rate the target accepts, with no failure of its own.
-                outcome.paced_out = grant is None and outcome.out_of_time and not failures
+                # There was time for a request, and the rate the target accepts held it back.
+                outcome.paced_out = outcome.out_of_time and not failures
                 break
             stats.retries += int(sent)
             sent = True
