@@ -18,10 +18,11 @@ from typing import Any
 
 from botocore.config import Config
 
-from stream_scavenger.backfill import SourceTable, backfill
+from stream_scavenger.backfill import backfill
 from stream_scavenger.local.dynamodb_local import LOCAL_CLIENT_SETTINGS, DynamoDBLocal
-from stream_scavenger.local.event_source_mapping import MappingFilters
+from stream_scavenger.runtime.scavenger.backfill import SourceTable
 from stream_scavenger.runtime.scavenger.config import ScavengerConfig
+from stream_scavenger.runtime.scavenger.filtering import MappingFilters
 from stream_scavenger.runtime.scavenger.handler import make_client
 
 KEYS = {"messageId": "S", "createdAt": "N"}

@@ -28,7 +28,6 @@ from .local.event_source_mapping import (
     Destination,
     FileDestination,
     LocalEventSourceMapping,
-    MappingFilters,
     MemoryDestination,
     SqsDestination,
     create_table,
@@ -44,6 +43,7 @@ from .local.scenario import (
     synthesize,
 )
 from .runtime.scavenger.config import ScavengerConfig
+from .runtime.scavenger.filtering import MappingFilters
 
 #: Segments a backfill scans at once (``backfill.MAX_WORKERS``, kept here for the help text).
 MAX_BACKFILL_WORKERS = 32
@@ -429,6 +429,7 @@ def _redrive(args: argparse.Namespace) -> int:
 def _backfill(args: argparse.Namespace) -> int:
     """Scan the source and scavenge what its stream can no longer deliver (see backfill.py)."""
     from . import backfill as bf
+    from .runtime.scavenger.backfill import SourceTable, event_name_for
     from .runtime.scavenger.handler import make_client
 
     for option, value, low, high in (
@@ -460,7 +461,7 @@ def _backfill(args: argparse.Namespace) -> int:
         source_name = names[function.mapping.source_table]
         view = stack.tables[function.mapping.source_table].stream_view_type
     config = ScavengerConfig.from_env(environment)
-    event_name = bf.event_name_for(config)  # a REMOVE-only scavenger: refused here
+    event_name = event_name_for(config)  # a REMOVE-only scavenger: refused here
     filters = MappingFilters.of(properties)
     try:
         described = ddb.describe_table(TableName=source_name)["Table"]
@@ -468,7 +469,7 @@ def _backfill(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot read source table {source_name} on {where}: {err}") from None
     keys = tuple(k["AttributeName"] for k in described["KeySchema"])
     view = view or (described.get("StreamSpecification") or {}).get("StreamViewType")
-    source = bf.SourceTable(source_name, keys, view or "NEW_IMAGE", event_name)
+    source = SourceTable(source_name, keys, view or "NEW_IMAGE", event_name)
     digest = bf.config_digest(function_id, environment, properties.get("FilterCriteria"))
     dry_run = args.dry_run or config.dry_run
     path = None

@@ -33,7 +33,8 @@ from enum import Enum
 from typing import Any
 
 from .local.assembly import AssemblyError, FunctionDef
-from .local.event_source_mapping import MappingFilters, ShardReader
+from .local.event_source_mapping import ShardReader
+from .runtime.scavenger.filtering import MappingFilters
 
 Replay = Callable[[Mapping[str, Any]], Any]
 

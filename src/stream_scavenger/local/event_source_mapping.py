@@ -10,8 +10,9 @@ template properties:
   made earlier are read past), so a later run of the same checkpoint neither
   skips what came between runs nor delivers what was there before (records of
   that very second may be delivered);
-- ``FilterCriteria``, matched with moto's maintained EventBridge-pattern matcher (the
-  nearest public implementation of Lambda's; Lambda's own is not published);
+- ``FilterCriteria``, matched with the function's own matcher
+  (:class:`~..runtime.scavenger.filtering.MappingFilters`, held to moto's maintained
+  EventBridge-pattern matcher by a property test; Lambda's own is not published);
 - ``ReportBatchItemFailures``: after a partial failure, resume at the lowest
   reported sequence number (an unknown or empty identifier fails the batch);
 - a function error retries the whole batch, split in two first when
@@ -41,7 +42,6 @@ re-reads every shard after its checkpoint, to prove that nothing was left.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import re
@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from ..runtime.scavenger.backfill import lambda_shape
+from ..runtime.scavenger.filtering import MappingFilters
 from .assembly import TableDef
 
 Invoke = Callable[[Mapping[str, Any]], Any]
@@ -91,19 +93,6 @@ def lambda_record(record: Mapping[str, Any], stream_arn: str, region: str) -> di
     shaped["eventSourceARN"] = stream_arn
     shaped["awsRegion"] = region
     return shaped
-
-
-def lambda_shape(value: Any) -> Any:
-    """A boto3-parsed stream record as Lambda delivers it: base64 binaries, epoch times."""
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, dt.datetime):
-        return int(value.timestamp())
-    if isinstance(value, Mapping):
-        return {k: lambda_shape(v) for k, v in value.items()}
-    if isinstance(value, list | set | tuple):
-        return [lambda_shape(v) for v in value]
-    return value
 
 
 # ---- where records given up on go ---------------------------------------------------------
@@ -633,34 +622,3 @@ def _checkpoint(batch: list[dict[str, Any]], response: Any) -> int | None:
             return 0  # an unknown or empty identifier fails the whole batch
         indexes.append(positions[identifier])
     return min(indexes)
-
-
-@dataclass(frozen=True)
-class MappingFilters:
-    """An event source mapping's ``FilterCriteria``, matched with moto's maintained
-    EventBridge-pattern matcher, the nearest public implementation of Lambda's (Lambda's
-    own is not published, so a pattern using a corner of the syntax may match differently).
-
-    The one matcher of the project: the local mapping and redrive both use it, so a
-    record the mapping would filter out is never deleted by a replay either.
-    """
-
-    patterns: tuple[Any, ...] = ()
-
-    @classmethod
-    def of(cls, properties: Mapping[str, Any]) -> MappingFilters:
-        """The filters of a mapping's properties (template or ``GetEventSourceMapping`` shape)."""
-        filters = (properties.get("FilterCriteria") or {}).get("Filters") or []
-        if not filters:
-            return cls()
-        from moto.events.models import EventPattern
-
-        patterns = [f.get("Pattern") if isinstance(f, Mapping) else None for f in filters]
-        if not all(isinstance(pattern, str) for pattern in patterns):
-            # Dropping it would select more than the mapping does: never guess wider.
-            raise ValueError("a FilterCriteria filter has no Pattern string")
-        return cls(tuple(EventPattern.load(pattern) for pattern in patterns))
-
-    def selects(self, record: Mapping[str, Any]) -> bool:
-        """Whether the mapping delivers ``record`` (no filters: every record)."""
-        return not self.patterns or any(p.matches_event(record) for p in self.patterns)
