@@ -214,6 +214,23 @@ def thresholds_section() -> list[str]:
     return out + [""]
 
 
+def backfill_options_section() -> list[str]:
+    module = parse("backfill_machine.py")
+    cls = find_class(module, "BackfillOptions")
+    out = [
+        "## `stream_scavenger.BackfillOptions`",
+        "",
+        doc(cls),
+        "",
+        first_paragraph(doc(module)),
+        "",
+        "| field | type | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    out += [f"| `{n}` | `{cell(t)}` | `{d}` | {cell(text)} |" for n, t, d, text in field_docs(cls)]
+    return out + [""]
+
+
 def event_name_section() -> list[str]:
     cls = find_class(parse("events.py"), "EventName")
     out = [
@@ -328,6 +345,7 @@ LOCAL_MODULES = (
 def local_section() -> list[str]:
     out = ["## Local running: `stream_scavenger.local` (extra `local`)", ""]
     modules = [f"local/{name}" for name in LOCAL_MODULES] + ["redrive", "backfill"]
+    modules += ["runtime/scavenger/backfill", "runtime/scavenger/filtering"]
     for path in modules:
         module = parse(f"{path}.py")
         out += [
@@ -461,6 +479,7 @@ def render() -> str:
         construct_section,
         target_section,
         thresholds_section,
+        backfill_options_section,
         event_name_section,
         error_section,
         contract_section,

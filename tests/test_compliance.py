@@ -99,6 +99,17 @@ def several_targets(stack: cdk.Stack) -> StreamScavenger:
     )
 
 
+def with_backfill(stack: cdk.Stack) -> StreamScavenger:
+    """The backfill state machine and its worker, beside the scavenger."""
+    return StreamScavenger(
+        stack,
+        "Scavenger",
+        source_table=user_table(stack, "Source"),
+        target_table=user_table(stack, "Target"),
+        backfill=True,
+    )
+
+
 def nag_findings(build: Any) -> list[tuple[str, str]]:
     stack = cdk.Stack(cdk.App(), "Nag")
     build(stack)
@@ -108,8 +119,8 @@ def nag_findings(build: Any) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "build",
-    [defaults, customer_keys, everything_on, several_targets],
-    ids=["defaults", "customer-keys", "everything-on", "several-targets"],
+    [defaults, customer_keys, everything_on, several_targets, with_backfill],
+    ids=["defaults", "customer-keys", "everything-on", "several-targets", "backfill"],
 )
 def test_cdk_nag_aws_solutions_finds_nothing(build: Any) -> None:
     assert nag_findings(build) == []
@@ -124,12 +135,17 @@ def test_each_acknowledgment_is_needed() -> None:
     try:
         plain = {rule for rule, _ in nag_findings(defaults)}
         keyed = {rule for rule, _ in nag_findings(customer_keys)}
+        backfill = nag_findings(with_backfill)
     finally:
         compliance.acknowledge = original
     assert plain == {"AwsSolutions-IAM5[Resource::*]", "AwsSolutions-SQS3"}
     assert keyed - plain == {
         "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
         "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
+    }
+    # the state machine's role: logs and X-Ray on *, and the worker's versions
+    assert {rule for rule, _ in backfill} - plain == {
+        "AwsSolutions-IAM5[Resource::<ScavengerBackfillFunctionD457E673.Arn>:*]"
     }
 
 
@@ -153,7 +169,7 @@ def test_acknowledgments_carry_reasons() -> None:
 def synthesized_templates(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     out = tmp_path_factory.mktemp("lint")
     app = cdk.App(outdir=str(out))
-    for build in (defaults, customer_keys, everything_on, several_targets):
+    for build in (defaults, customer_keys, everything_on, several_targets, with_backfill):
         build(cdk.Stack(app, build.__name__.replace("_", "-")))
     imported = cdk.Stack(app, "imported")
     StreamScavenger(
@@ -189,9 +205,9 @@ def run_app(app: Path, outdir: Path) -> None:
     )
 
 
-@pytest.mark.slow  # cfn-lint over 15 templates, ~25 s (+ the integ apps on the newest)
+@pytest.mark.slow  # cfn-lint over 16 templates, ~25 s (+ the integ apps on the newest)
 def test_cfn_lint_finds_no_errors(synthesized_templates: list[Path]) -> None:
-    assert len(synthesized_templates) == 6 + 9  # 5 variants, the example, 4 integ apps' 9 stacks
+    assert len(synthesized_templates) == 7 + 9  # 6 variants, the example, 4 integ apps' 9 stacks
     result = subprocess.run(
         [
             Path(sys.executable).parent / "cfn-lint",

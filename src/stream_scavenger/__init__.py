@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .backfill_machine import BackfillOptions
     from .construct import StreamScavenger
     from .events import EventName
     from .monitoring import AlarmThresholds
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlarmThresholds",
+    "BackfillOptions",
     "EventName",
     "ScavengerConfigError",
     "ScavengerTarget",
@@ -32,6 +34,7 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "AlarmThresholds": ".monitoring",
+    "BackfillOptions": ".backfill_machine",
     "StreamScavenger": ".construct",
     "EventName": ".events",
     "ScavengerConfigError": ".validation",

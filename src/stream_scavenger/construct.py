@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from .backfill_machine import BackfillOptions, ScavengerBackfill, backfill_options
 from .event_source import create_mapping, create_on_failure
 from .events import EventName, stream_order
 from .function import RUNTIME_ASSET_DIR as RUNTIME_ASSET_DIR
@@ -74,6 +76,8 @@ class StreamScavenger(Construct):
     dashboard: cloudwatch.Dashboard | None
     #: True when the scavenger only counts what it would delete.
     dry_run: bool
+    #: The backfill state machine and its worker, when ``backfill`` was set.
+    backfill: ScavengerBackfill | None
 
     def __init__(
         self,
@@ -107,6 +111,7 @@ class StreamScavenger(Construct):
         alarm_topic: sns.ITopic | None = None,
         dashboard: bool | str = False,
         dry_run: bool = False,
+        backfill: bool | BackfillOptions = False,
     ) -> None:
         """Create the scavenger.
 
@@ -159,6 +164,13 @@ class StreamScavenger(Construct):
         :param dry_run: Deploy everything but delete nothing: the function computes and counts
             the keys it would delete (metrics and a count-only log line), and its role gets no
             write permission at all. Default: False.
+        :param backfill: True (or ``BackfillOptions(segments=..., max_concurrency=...,
+            max_write_units=..., max_read_units=..., page_size=...)``) to deploy a Step Functions
+            state machine that scans the source in parallel segments and deletes what the
+            stream can no longer deliver, with the same mapping, filters and targets (see
+            docs/backfill.md); ``stream-scavenger backfill`` runs the same work from a
+            machine. Its worker may ``Scan`` the source and ``BatchWriteItem`` the targets,
+            nothing else. Default: False (nothing is added).
         """
         super().__init__(scope, id)
         with naming_errors(self):
@@ -212,6 +224,49 @@ class StreamScavenger(Construct):
             self.alarms, self.dashboard = create_monitoring(
                 self, self._metrics, alarm_thresholds, alarm_actions, alarm_topic, dashboard
             )
+            # The backfill, on AWS.
+            self.backfill = self._backfill(
+                backfill, function_options, source_table, schema, patterns, filter_encryption
+            )
+
+    def _backfill(
+        self,
+        given: bool | BackfillOptions,
+        function_options: FunctionOptions,
+        source_table: dynamodb.ITable,
+        schema: Any,
+        patterns: Sequence[Mapping[str, Any]],
+        filter_encryption: kms.IKey | None,
+    ) -> ScavengerBackfill | None:
+        options = backfill_options(given)
+        if options is None:
+            return None
+        if schema is None:
+            raise ScavengerConfigError(
+                "backfill needs the source's key schema, which an imported table does not "
+                "show: use stream-scavenger backfill from a machine instead"
+            )
+        names = {e.value for e in self.event_names}
+        if not names & {"INSERT", "MODIFY"}:
+            raise ScavengerConfigError(
+                "backfill cannot work for a scavenger that acts on REMOVE only: a scan reads "
+                "the items the source holds now (see docs/backfill.md)"
+            )
+        view = self._stream.view_type
+        return ScavengerBackfill(
+            self,
+            "Backfill",
+            options=options,
+            function_options=function_options,
+            source_table=source_table,
+            source_keys=[schema.partition_key] + ([schema.sort_key] if schema.sort_key else []),
+            view_type=view.value if view is not None else "NEW_IMAGE",
+            event_name="INSERT" if "INSERT" in names else "MODIFY",
+            targets=self.targets,
+            filters=[json.dumps(p) for p in patterns],
+            filter_encryption=filter_encryption,
+            dry_run=self.dry_run,
+        )
 
     @property
     def key_mapping(self) -> dict[str, str]:
