@@ -2,7 +2,10 @@
 
 Deployed by ``integ-runner``: one message removes its staging copy and its
 ``STAGING#``/``MSG#`` item in the design table, through one function and one
-event source mapping; unrelated items stay and nothing reaches the on-failure queue.
+event source mapping; unrelated items stay and nothing reaches the on-failure queue. Then
+the backfill (``backfill=True``): a staging copy written again while its message stays in
+the source is deleted by one execution of the backfill state machine, and the unrelated
+items still stay.
 """
 
 import aws_cdk as cdk
@@ -38,6 +41,7 @@ scavenger = StreamScavenger(
         ScavengerTarget(staging),
         ScavengerTarget(design, key_mapping={"pk": "STAGING#{messageId}", "sk": "MSG#{createdAt}"}),
     ],
+    backfill=True,
 )
 cdk.RemovalPolicies.of(stack).destroy()
 
@@ -70,6 +74,18 @@ unrelated = calls.aws_api_call(
     },
 )
 unrelated.expect(integ.ExpectedResult.object_like({"Item": {"pk": {"S": "STAGING#unrelated"}}}))
+assert scavenger.backfill is not None
+machine = scavenger.backfill.state_machine.state_machine_arn
+started = calls.aws_api_call("StepFunctions", "startExecution", {"stateMachineArn": machine})
+finished = eventually(
+    calls.aws_api_call(
+        "StepFunctions",
+        "describeExecution",
+        {"executionArn": started.get_att_string("executionArn")},
+    ),
+    {"status": "SUCCEEDED"},
+)
+staging_after_backfill = eventually(count(staging), {"Count": 1})
 
 put(staging, {"messageId": "m-1", "createdAt": "1767225600"}).next(
     put(staging, {"messageId": "unrelated", "createdAt": "1767225600"})
@@ -77,6 +93,8 @@ put(staging, {"messageId": "m-1", "createdAt": "1767225600"}).next(
     put(design, {"pk": "STAGING#unrelated", "sk": "MSG#1767225600"})
 ).next(put(messages, {"messageId": "m-1", "createdAt": "1767225600"})).next(staging_left).next(
     design_left
-).next(unrelated).next(no_dead_letters(test, scavenger))
+).next(unrelated).next(no_dead_letters(test, scavenger)).next(
+    put(staging, {"messageId": "m-1", "createdAt": "1767225600"})
+).next(started).next(finished).next(staging_after_backfill)
 
 app.synth()

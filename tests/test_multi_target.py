@@ -19,6 +19,7 @@ from aws_cdk.assertions import Template
 from stream_scavenger import ScavengerConfigError, ScavengerTarget, StreamScavenger
 from stream_scavenger.local.scenario import check_assembly
 from stream_scavenger.runtime.scavenger.config import (
+    HANDLER,
     ConfigError,
     ScavengerConfig,
     TargetConfig,
@@ -648,6 +649,7 @@ def test_the_two_target_integ_app_synthesizes_one_scavenger() -> None:
         f
         for f in functions
         if "SCAVENGER_CONFIG" in f["Properties"].get("Environment", {}).get("Variables", {})
+        and f["Properties"]["Handler"] == HANDLER  # not the backfill's worker
     ]
     assert len(scavengers) == 1
     variables = scavengers[0]["Properties"]["Environment"]["Variables"]

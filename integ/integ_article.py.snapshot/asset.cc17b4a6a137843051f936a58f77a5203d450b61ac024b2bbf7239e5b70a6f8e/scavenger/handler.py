@@ -534,7 +534,8 @@ def _verify_crc32(http_response: Any, **_: Any) -> None:
 
 
 @functools.cache
-def _container_scavenger() -> Scavenger:
+def container_scavenger() -> Scavenger:
+    """The container's one scavenger (its client, pacer and memory of confirmed deletes)."""
     config = ScavengerConfig.from_env(os.environ)
     # The runtime may have set the root logger to DEBUG, where botocore logs request bodies.
     quiet_sdk_loggers(config.log_items)
@@ -543,9 +544,9 @@ def _container_scavenger() -> Scavenger:
 
 def handler(event: Any, context: Any) -> PartialBatchResponse:
     """Lambda entry point; the config and client are built once per container."""
-    return _container_scavenger().handle(event, context)
+    return container_scavenger().handle(event, context)
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("SCAVENGER_CONFIG"):
     # In Lambda, build the client during the init phase, not on the first batch.
-    _container_scavenger()
+    container_scavenger()

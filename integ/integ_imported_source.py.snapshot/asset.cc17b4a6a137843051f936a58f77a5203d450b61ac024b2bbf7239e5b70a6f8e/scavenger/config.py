@@ -32,6 +32,16 @@ Environment variables:
     the reader accepts none (version 1, the flat single-target shape, is not read).
 ``SCAVENGER_LOG_ITEMS``
     ``"true"`` to let debug log lines carry key values. Off by default.
+
+The backfill worker (``backfill=True``; :data:`BACKFILL_HANDLER`) has the variables above
+and two more (:class:`BackfillConfig`):
+
+``SCAVENGER_BACKFILL_SOURCE_TABLE``
+    The name of the table it scans.
+``SCAVENGER_BACKFILL``
+    JSON object: ``{"version": 1, "key_names": [...], "view_type": "NEW_IMAGE",
+    "event_name": "INSERT", "filters": ["<FilterCriteria pattern>", ...],
+    "page_size": 1000, "write_units_per_s": 100 | null, "read_units_per_s": 100 | null}``.
 """
 
 from __future__ import annotations
@@ -49,6 +59,22 @@ ENV_LOG_ITEMS = "SCAVENGER_LOG_ITEMS"
 
 #: The function's handler, as Lambda names it: the ``scavenger`` package is the asset's root.
 HANDLER = "scavenger.handler.handler"
+#: The backfill worker's handler, in the same asset.
+BACKFILL_HANDLER = "scavenger.backfill.handler"
+ENV_BACKFILL = "SCAVENGER_BACKFILL"
+ENV_BACKFILL_SOURCE = "SCAVENGER_BACKFILL_SOURCE_TABLE"
+BACKFILL_VERSION = 1
+#: The worker's event and answer (the state machine passes each answer on as the next
+#: event until ``done``): which segment of how many, where its scan goes on (a
+#: ``LastEvaluatedKey`` in Lambda's JSON shape; null at the start), where the first page
+#: with records not deleted began (the place a later run must start again from), and the
+#: counts so far.
+BACKFILL_SEGMENT = "segment"
+BACKFILL_TOTAL_SEGMENTS = "total_segments"
+BACKFILL_START_KEY = "start_key"
+BACKFILL_DONE = "done"
+BACKFILL_HELD_AT = "held_at"
+BACKFILL_TOTALS = "totals"
 
 #: The stream image each event carries its item in (REMOVE: the item as it was).
 IMAGE_FOR_EVENT = {"INSERT": "NewImage", "MODIFY": "NewImage", "REMOVE": "OldImage"}
@@ -312,4 +338,68 @@ class ScavengerConfig:
             max_attempts=int(raw.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
             dry_run=bool(raw.get("dry_run", False)),
             log_items=environ.get(ENV_LOG_ITEMS, "").lower() == "true",
+        )
+
+
+@dataclass(frozen=True)
+class BackfillConfig:
+    """What the backfill worker scans, and how much it may spend (per segment in flight)."""
+
+    source_table: str
+    key_names: tuple[str, ...]
+    view_type: str = "NEW_IMAGE"
+    event_name: str = "INSERT"
+    #: The event source mapping's ``FilterCriteria`` patterns (JSON text), none: every item.
+    filters: tuple[str, ...] = ()
+    page_size: int = 1000
+    write_units_per_s: float | None = None
+    read_units_per_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.key_names or self.event_name not in ("INSERT", "MODIFY"):
+            raise ConfigError("a backfill needs the source's key names and INSERT or MODIFY")
+        if not 1 <= self.page_size <= 10_000:
+            raise ConfigError(f"backfill page_size must be 1..10,000, got {self.page_size}")
+        for units in (self.write_units_per_s, self.read_units_per_s):
+            if units is not None and not 0 < units <= 10_000_000:
+                raise ConfigError(f"backfill units per second must be > 0, got {units}")
+
+    def to_env(self) -> dict[str, str]:
+        """The two variables of the worker beside :meth:`ScavengerConfig.to_env`."""
+        body = {
+            "version": BACKFILL_VERSION,
+            "key_names": list(self.key_names),
+            "view_type": self.view_type,
+            "event_name": self.event_name,
+            "filters": list(self.filters),
+            "page_size": self.page_size,
+            "write_units_per_s": self.write_units_per_s,
+            "read_units_per_s": self.read_units_per_s,
+        }
+        return {
+            ENV_BACKFILL_SOURCE: self.source_table,
+            ENV_BACKFILL: json.dumps(body, sort_keys=True, separators=(",", ":")),
+        }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> BackfillConfig:
+        """Read what the construct wrote; ConfigError if it is unusable."""
+        try:
+            raw = json.loads(environ[ENV_BACKFILL])
+            source = environ[ENV_BACKFILL_SOURCE]
+        except KeyError as missing:
+            raise ConfigError(f"environment variable {missing} is not set") from None
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{ENV_BACKFILL} is not JSON: {err}") from None
+        if not isinstance(raw, dict) or raw.get("version") != BACKFILL_VERSION:
+            raise ConfigError(f"{ENV_BACKFILL} must be a version {BACKFILL_VERSION} object")
+        return cls(
+            source_table=source,
+            key_names=tuple(raw.get("key_names") or ()),
+            view_type=str(raw.get("view_type", "NEW_IMAGE")),
+            event_name=str(raw.get("event_name", "INSERT")),
+            filters=tuple(raw.get("filters") or ()),
+            page_size=int(raw.get("page_size", 1000)),
+            write_units_per_s=raw.get("write_units_per_s"),
+            read_units_per_s=raw.get("read_units_per_s"),
         )
