@@ -29,7 +29,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from . import compliance
-from .function import RUNTIME_ASSET_DIR
+from .function import runtime_function
 from .permissions import grant_deletes
 from .runtime.scavenger.config import (
     BACKFILL_DONE,
@@ -134,26 +134,17 @@ class ScavengerBackfill(Construct):
         )  # fmt: skip
         self.log_group = logs.LogGroup(self, "LogGroup", retention=function_options.log_retention)
         self.role = self._worker_role(source_table, targets, dry_run)
-        self.function = lambda_.Function(
+        self.function = runtime_function(
             self,
-            "Function",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
+            function_options,
             handler=BACKFILL_HANDLER,
-            code=lambda_.Code.from_asset(
-                str(RUNTIME_ASSET_DIR), exclude=["**/__pycache__", "**/*.pyc"]
-            ),
-            memory_size=function_options.memory_size,
             timeout=WORKER_TIMEOUT,
             role=self.role,
             log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-            application_log_level_v2=function_options.application_log_level,
-            system_log_level_v2=lambda_.SystemLogLevel.WARN,
-            # The filter patterns can name item values: under the key that guards them.
-            environment_encryption=filter_encryption,
             environment={**config.to_env(), **settings.to_env()},
             description="stream-scavenger backfill: scans a segment of the source and deletes",
+            # The filter patterns can name item values: under the key that guards them.
+            environment_encryption=filter_encryption,
         )
         self.state_machine = self._state_machine(options)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -37,22 +39,13 @@ def create_function(
         log_items=options.log_item_keys,
         dry_run=dry_run,
     )
-    function = lambda_.Function(
+    function = runtime_function(
         scope,
-        "Function",
-        runtime=lambda_.Runtime.PYTHON_3_14,
-        architecture=lambda_.Architecture.ARM_64,
+        options,
         handler=HANDLER,
-        code=lambda_.Code.from_asset(
-            str(RUNTIME_ASSET_DIR), exclude=["**/__pycache__", "**/*.pyc"]
-        ),
-        memory_size=options.memory_size,
         timeout=options.timeout,
         role=role,
         log_group=log_group,
-        logging_format=lambda_.LoggingFormat.JSON,
-        application_log_level_v2=options.application_log_level,
-        system_log_level_v2=lambda_.SystemLogLevel.WARN,
         environment=config.to_env(),
         description="stream-scavenger: deletes target items named by stream records",
         tracing=options.tracing,
@@ -60,3 +53,39 @@ def create_function(
     if options.tracing in (lambda_.Tracing.ACTIVE, lambda_.Tracing.PASS_THROUGH):
         compliance.acknowledge(role, compliance.WILDCARD_RESOURCES_WITH_XRAY)
     return function
+
+
+def runtime_function(
+    scope: Construct,
+    options: FunctionOptions,
+    *,
+    handler: str,
+    timeout: Duration,
+    role: iam.IRole,
+    log_group: logs.ILogGroup,
+    environment: dict[str, str],
+    description: str,
+    **extra: Any,
+) -> lambda_.Function:
+    """A function of the bundled runtime (the scavenger, or the backfill's worker): Python
+    3.14 on arm64, JSON logs at the options' level, the asset without bytecode."""
+    return lambda_.Function(
+        scope,
+        "Function",
+        runtime=lambda_.Runtime.PYTHON_3_14,
+        architecture=lambda_.Architecture.ARM_64,
+        handler=handler,
+        code=lambda_.Code.from_asset(
+            str(RUNTIME_ASSET_DIR), exclude=["**/__pycache__", "**/*.pyc"]
+        ),
+        memory_size=options.memory_size,
+        timeout=timeout,
+        role=role,
+        log_group=log_group,
+        logging_format=lambda_.LoggingFormat.JSON,
+        application_log_level_v2=options.application_log_level,
+        system_log_level_v2=lambda_.SystemLogLevel.WARN,
+        environment=environment,
+        description=description,
+        **extra,
+    )

@@ -133,7 +133,8 @@ def _passes(value: Any, name: str, argument: Any) -> bool:
     if name == "anything-but":
         if isinstance(argument, Mapping):
             ((inner, text),) = argument.items()
-            return isinstance(value, str) and not _text(value, inner, text)
+            # Anything but a string that passes: a number or null passes too (as moto has it).
+            return not (isinstance(value, str) and _text(value, inner, text))
         excluded = argument if isinstance(argument, list) else [argument]
         return not any(_same(value, other) for other in excluded)
     if name == "numeric":
