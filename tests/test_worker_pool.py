@@ -29,26 +29,21 @@ def deadline(budget_s: float) -> Deadline:
 
 
 class MarkingClient:
-    """Confirms everything; notes whether the serving thread served an earlier call.
-    With ``hang_first``, the first request waits for ``release`` (as one waits for a read
-    timeout)."""
+    """Confirms everything; notes the threads that call it. With ``hang_first``, the first
+    request waits for ``release`` (as one waits for a read timeout)."""
 
     def __init__(self, hang_first: bool = False) -> None:
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._hang_first = hang_first
         self.release = threading.Event()
         self.calls = 0
-        self.on_a_thread_seen_before = 0
+        self.threads: set[threading.Thread] = set()
 
     def batch_write_item(self, **kwargs: Any) -> dict[str, Any]:
         with self._lock:
             self.calls += 1
             first = self.calls == 1
-        if getattr(self._local, "seen", False):
-            with self._lock:
-                self.on_a_thread_seen_before += 1
-        self._local.seen = True
+            self.threads.add(threading.current_thread())
         if first and self._hang_first:
             self.release.wait(10)
         return {"UnprocessedItems": {}}
@@ -58,10 +53,11 @@ def test_a_warm_container_reuses_its_worker_threads() -> None:
     client = MarkingClient()
     deleter = BatchDeleter(client, max_concurrency=2, max_attempts=8)
     assert deleter.delete(keys(100), deadline(10)).deleted_count == 100
-    client.calls = client.on_a_thread_seen_before = 0
+    workers = {t for t in threading.enumerate() if t.name.startswith("scavenger")}
+    client.threads.clear()
     assert deleter.delete(keys(100, start=100), deadline(10)).deleted_count == 100
-    # every request of the second batch ran on a thread that had served the first
-    assert client.on_a_thread_seen_before == client.calls == 4
+    # every request of the second batch ran on a thread started for the first
+    assert client.threads and client.threads <= workers
 
 
 def test_a_request_hanging_from_the_last_invocation_holds_no_worker_of_the_next() -> None:
