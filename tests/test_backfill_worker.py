@@ -126,8 +126,10 @@ def environment(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     container_scavenger.cache_clear()
+    worker._scan_client.cache_clear()
     yield settings
     container_scavenger.cache_clear()
+    worker._scan_client.cache_clear()
 
 
 def run_segment(segment: int, segments: int) -> list[dict[str, Any]]:
@@ -175,6 +177,7 @@ def test_a_dry_run_worker_counts_and_deletes_nothing(
     config = json.loads(os.environ["SCAVENGER_CONFIG"])
     monkeypatch.setenv("SCAVENGER_CONFIG", json.dumps({**config, "dry_run": True}))
     container_scavenger.cache_clear()
+    worker._scan_client.cache_clear()
     (final,) = run_segment(0, 1)[-1:]
     totals = final[BACKFILL_TOTALS]
     assert totals["selected"] == sum(1 for i in range(ITEMS) if i % 3)
@@ -304,10 +307,12 @@ def test_the_synthesized_state_machine_backfills_every_segment(
     }.items():
         monkeypatch.setenv(name, value)
     container_scavenger.cache_clear()
+    worker._scan_client.cache_clear()
     try:
         output = execute(machine, {})
     finally:
         container_scavenger.cache_clear()
+        worker._scan_client.cache_clear()
     assert [segment[BACKFILL_SEGMENT] for segment in output] == [0, 1, 2]
     assert all(s[BACKFILL_DONE] and s[BACKFILL_HELD_AT] is None for s in output)
     assert sum(s[BACKFILL_TOTALS]["items"] for s in output) == ITEMS

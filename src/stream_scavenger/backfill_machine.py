@@ -29,7 +29,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from . import compliance
-from .function import runtime_function
+from .function import runtime_function, scavenger_config
 from .permissions import grant_deletes
 from .runtime.scavenger.config import (
     BACKFILL_DONE,
@@ -37,7 +37,6 @@ from .runtime.scavenger.config import (
     BACKFILL_SEGMENT,
     BACKFILL_TOTAL_SEGMENTS,
     BackfillConfig,
-    ScavengerConfig,
 )
 from .targets import ResolvedTarget
 from .validation import FunctionOptions, ScavengerConfigError, check_int
@@ -126,7 +125,7 @@ class ScavengerBackfill(Construct):
     ) -> None:
         super().__init__(scope, id)
         self._retention = function_options.log_retention
-        config = ScavengerConfig(tuple(t.config() for t in targets), dry_run=dry_run)
+        config = scavenger_config(function_options, targets, dry_run)
         settings = BackfillConfig(
             source_table.table_name, tuple(source_keys), view_type, event_name, tuple(filters),
             options.page_size, options.per_segment(options.max_write_units),

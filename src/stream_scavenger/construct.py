@@ -26,6 +26,7 @@ from .function import create_function
 from .monitoring import AlarmThresholds, ScavengerMetrics, create_monitoring
 from .permissions import create_role
 from .runtime.scavenger.config import HANDLER as HANDLER  # re-exported: the one definition
+from .runtime.scavenger.config import backfill_event
 from .streams import SourceStream, images_read
 from .tables import key_schema_of
 from .targets import ResolvedTarget, ScavengerTarget, filter_patterns, resolve_targets
@@ -246,8 +247,8 @@ class StreamScavenger(Construct):
                 "backfill needs the source's key schema, which an imported table does not "
                 "show: use stream-scavenger backfill from a machine instead"
             )
-        names = {e.value for e in self.event_names}
-        if not names & {"INSERT", "MODIFY"}:
+        event_name = backfill_event(frozenset(e.value for e in self.event_names))
+        if event_name is None:
             raise ScavengerConfigError(
                 "backfill cannot work for a scavenger that acts on REMOVE only: a scan reads "
                 "the items the source holds now (see docs/backfill.md)"
@@ -261,7 +262,7 @@ class StreamScavenger(Construct):
             source_table=source_table,
             source_keys=[schema.partition_key] + ([schema.sort_key] if schema.sort_key else []),
             view_type=view.value if view is not None else "NEW_IMAGE",
-            event_name="INSERT" if "INSERT" in names else "MODIFY",
+            event_name=event_name,
             targets=self.targets,
             filters=[json.dumps(p) for p in patterns],
             filter_encryption=filter_encryption,

@@ -34,11 +34,7 @@ def create_function(
 
     With ``tracing`` (ACTIVE or PASS_THROUGH) aws-cdk-lib adds ``xray:PutTraceSegments`` and
     ``xray:PutTelemetryRecords`` on ``*`` to ``role``'s policy; DISABLED adds nothing."""
-    config = ScavengerConfig(
-        targets=tuple(t.config() for t in targets),
-        log_items=options.log_item_keys,
-        dry_run=dry_run,
-    )
+    config = scavenger_config(options, targets, dry_run)
     function = runtime_function(
         scope,
         options,
@@ -53,6 +49,18 @@ def create_function(
     if options.tracing in (lambda_.Tracing.ACTIVE, lambda_.Tracing.PASS_THROUGH):
         compliance.acknowledge(role, compliance.WILDCARD_RESOURCES_WITH_XRAY)
     return function
+
+
+def scavenger_config(
+    options: FunctionOptions, targets: Sequence[ResolvedTarget], dry_run: bool
+) -> ScavengerConfig:
+    """The configuration contract of ``targets``, as the scavenger and the backfill's worker
+    both carry it."""
+    return ScavengerConfig(
+        targets=tuple(t.config() for t in targets),
+        log_items=options.log_item_keys,
+        dry_run=dry_run,
+    )
 
 
 def runtime_function(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import threading
@@ -40,6 +41,7 @@ from .config import (
     BACKFILL_TOTALS,
     BackfillConfig,
     ScavengerConfig,
+    backfill_event,
 )
 from .filtering import FilterPattern, MappingFilters
 
@@ -74,11 +76,9 @@ class BackfillError(ValueError):
 def event_name_for(config: ScavengerConfig) -> str:
     """The event a scanned item stands for: ``INSERT``, or ``MODIFY`` for a scavenger that acts
     on ``MODIFY`` but not ``INSERT``; a ``REMOVE``-only scavenger cannot be backfilled."""
-    events = config.event_names
-    if "INSERT" in events:
-        return "INSERT"
-    if "MODIFY" in events:
-        return "MODIFY"
+    event = backfill_event(config.event_names)
+    if event is not None:
+        return event
     raise BackfillError(
         "this scavenger acts on REMOVE only: a backfill reads the items the source holds now, "
         "and a REMOVE is about an item that is gone, so there is nothing to read it from "
@@ -528,6 +528,7 @@ def scan_segment(
     }
 
 
+@functools.cache
 def _scan_client() -> Any:
     import boto3
     from botocore.config import Config

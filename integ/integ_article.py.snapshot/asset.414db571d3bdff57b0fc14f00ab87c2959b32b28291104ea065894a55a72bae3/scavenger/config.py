@@ -341,6 +341,18 @@ class ScavengerConfig:
         )
 
 
+#: The events a backfill can stand a scanned item for, preferred first (REMOVE is about an
+#: item that is gone, so a scan has nothing to read it from).
+BACKFILL_EVENTS = ("INSERT", "MODIFY")
+
+
+def backfill_event(event_names: frozenset[str]) -> str | None:
+    """The event a scanned item stands for, for a scavenger acting on ``event_names``:
+    ``INSERT``, or ``MODIFY`` for one that acts on ``MODIFY`` but not ``INSERT``; None for a
+    ``REMOVE``-only scavenger, which cannot be backfilled."""
+    return next((name for name in BACKFILL_EVENTS if name in event_names), None)
+
+
 @dataclass(frozen=True)
 class BackfillConfig:
     """What the backfill worker scans, and how much it may spend (per segment in flight)."""
@@ -356,7 +368,7 @@ class BackfillConfig:
     read_units_per_s: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.key_names or self.event_name not in ("INSERT", "MODIFY"):
+        if not self.key_names or self.event_name not in BACKFILL_EVENTS:
             raise ConfigError("a backfill needs the source's key names and INSERT or MODIFY")
         if not 1 <= self.page_size <= 10_000:
             raise ConfigError(f"backfill page_size must be 1..10,000, got {self.page_size}")
