@@ -5,14 +5,19 @@ the next call's event until ``done``, as the state machine's loop passes it on.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sfnkit import FakeStepFunctions
 
+from stream_scavenger import backfill_execution as deployed
+from stream_scavenger import cli
 from stream_scavenger.runtime.scavenger import backfill as worker
 from stream_scavenger.runtime.scavenger.config import (
     BACKFILL_DONE,
@@ -190,12 +195,13 @@ def test_a_segment_out_of_range_is_refused(environment: BackfillConfig) -> None:
         worker.handler({BACKFILL_SEGMENT: 3, BACKFILL_TOTAL_SEGMENTS: 3}, OnePage())
 
 
-# ---- the state machine's definition, run as Step Functions would run it ------------------
+# ---- the state machine's definition, run as Step Functions runs it (tests/sfnkit.py) ------
 
 
-def synthesized(tables: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The backfill's definition and its worker's environment, from a synthesized template
-    (the tables' references replaced by the DynamoDB Local tables)."""
+@functools.cache
+def _synthesized_template() -> tuple[str, dict[str, Any]]:
+    """The backfill's definition (its worker as ``"worker"``) and its worker's environment
+    (the tables as references), synthesized once for the module."""
     import aws_cdk as cdk
     from aws_cdk import aws_dynamodb as dynamodb
     from aws_cdk.assertions import Template
@@ -229,6 +235,20 @@ def synthesized(tables: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]
         backfill=BackfillOptions(segments=3, max_concurrency=2, page_size=17),
     )
     template = Template.from_stack(stack)
+    (function,) = [
+        f["Properties"]
+        for f in template.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == BACKFILL_HANDLER
+    ]
+    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    text = "".join(p if isinstance(p, str) else "worker" for p in parts)
+    return text, function["Environment"]["Variables"]
+
+
+def synthesized(tables: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The definition and the worker's environment, the tables those of DynamoDB Local."""
+    text, variables = _synthesized_template()
 
     def real(value: Any) -> str:
         if isinstance(value, str):
@@ -236,70 +256,24 @@ def synthesized(tables: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]
         (name,) = [t for t in tables if value["Ref"].startswith(t)]
         return tables[name]
 
-    (worker,) = [
-        f["Properties"]
-        for f in template.find_resources("AWS::Lambda::Function").values()
-        if f["Properties"]["Handler"] == BACKFILL_HANDLER
-    ]
-    env = {k: real(v) for k, v in worker["Environment"]["Variables"].items()}
-    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
-    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    text = "".join(p if isinstance(p, str) else "worker" for p in parts)
-    return json.loads(text), env
+    return json.loads(text), {k: real(v) for k, v in variables.items()}
 
 
-def execute(machine: dict[str, Any], state_input: Any) -> Any:
-    """The states the backfill's definition uses, as Step Functions runs them; a Task calls
-    the worker's handler (``payload_response_only``: its answer is the state's output)."""
-    name, data = machine["StartAt"], state_input
-    while True:
-        state = machine["States"][name]
-        kind = state["Type"]
-        if kind == "Pass":
-            ((key, expression),) = state["Parameters"].items()
-            assert key.endswith(".$") and expression.startswith("States.ArrayRange(")
-            first, last, step = (int(x) for x in expression[18:-1].split(","))
-            data = {key[:-2]: list(range(first, last + 1, step))}
-        elif kind == "Map":
-            assert state["ItemsPath"].startswith("$.")
-            items = data[state["ItemsPath"][2:]]
-            results = []
-            for item in items:
-                selected = {
-                    (k[:-2] if k.endswith(".$") else k): (item if v == "$$.Map.Item.Value" else v)
-                    for k, v in state["ItemSelector"].items()
-                }
-                results.append(execute(state["ItemProcessor"], selected))
-            data = results
-        elif kind == "Task":
-            assert state["Resource"] == "worker"
-            data = json.loads(json.dumps(worker.handler(data, OnePage())))
-        elif kind == "Choice":
-            (choice,) = state["Choices"]
-            variable = choice["Variable"]
-            assert variable.startswith("$.")
-            name = (
-                choice["Next"]
-                if data[variable[2:]] is choice["BooleanEquals"]
-                else state["Default"]
-            )
-            continue
-        elif kind == "Succeed":
-            return data
-        else:
-            raise AssertionError(f"a state this test does not run: {kind}")
-        if state.get("End"):
-            return data
-        name = state["Next"]
+WORKER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:Backfill-Worker-AbC123"
 
 
-def test_the_synthesized_state_machine_backfills_every_segment(
-    ddb: Any, tables: dict[str, str], monkeypatch: pytest.MonkeyPatch, ddb_local: Any
-) -> None:
-    machine, env = synthesized(tables)
+@pytest.fixture
+def machine(
+    tables: dict[str, str], monkeypatch: pytest.MonkeyPatch, ddb_local: Any
+) -> Iterator[FakeStepFunctions]:
+    """The synthesized state machine in a fake Step Functions, its worker the real handler
+    on DynamoDB Local; the CLI's Step Functions and Lambda clients answered by the fake."""
+    definition, env = synthesized(tables)
     for name, value in {
         **env,
         "AWS_ENDPOINT_URL_DYNAMODB": ddb_local.endpoint_url,
+        "AWS_ENDPOINT_URL_SFN": "http://127.0.0.1:9",  # never real AWS
+        "AWS_ENDPOINT_URL_LAMBDA": "http://127.0.0.1:9",
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -308,14 +282,158 @@ def test_the_synthesized_state_machine_backfills_every_segment(
         monkeypatch.setenv(name, value)
     container_scavenger.cache_clear()
     worker._scan_client.cache_clear()
-    try:
-        output = execute(machine, {})
-    finally:
-        container_scavenger.cache_clear()
-        worker._scan_client.cache_clear()
-    assert [segment[BACKFILL_SEGMENT] for segment in output] == [0, 1, 2]
-    assert all(s[BACKFILL_DONE] and s[BACKFILL_HELD_AT] is None for s in output)
-    assert sum(s[BACKFILL_TOTALS]["items"] for s in output) == ITEMS
+    fake = FakeStepFunctions(
+        definition, WORKER_ARN, lambda event: worker.handler(event, OnePage()), env
+    )
+    real_client = cli._client
+    fakes = {"stepfunctions": fake.client("stepfunctions"), "lambda": fake.client("lambda")}
+    monkeypatch.setattr(
+        cli, "_client", lambda service, url: fakes.get(service) or real_client(service, url)
+    )
+    monkeypatch.setattr(deployed, "POLL_S", 0.01)
+    yield fake
+    fake.go.set()
+    for execution in fake.executions.values():
+        if execution.thread:
+            execution.thread.join(60)
+    container_scavenger.cache_clear()
+    worker._scan_client.cache_clear()
+
+
+@pytest.fixture
+def bars(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, int]]:
+    """The CLI's progress bars: total, initial, and what the updates added up to."""
+    made: list[dict[str, int]] = []
+
+    def progress(total: int, **options: Any) -> Any:
+        bar = {"total": total, "initial": options.get("initial", 0), "added": 0}
+        made.append(bar)
+        return (lambda n: bar.update(added=bar["added"] + n)), (lambda: None)
+
+    monkeypatch.setattr(cli, "_progress", progress)
+    return made
+
+
+def assert_backfilled(ddb: Any, tables: dict[str, str]) -> None:
     kept = {f"m{i}" for i in range(ITEMS) if i % 3 == 0}
     assert scan(ddb, tables["staging"], "messageId") == kept | {"unrelated"}
     assert scan(ddb, tables["design"], "pk") == {f"STAGING#{m}" for m in kept}
+
+
+def test_deployed_starts_the_state_machine_and_reports_every_segment(
+    ddb: Any, tables: dict[str, str], machine: FakeStepFunctions,
+    capsys: pytest.CaptureFixture[str], bars: list[dict[str, int]],
+) -> None:  # fmt: skip
+    assert cli.main(["backfill", "--deployed", machine.name]) == 0
+    assert bars == [{"total": ITEMS, "initial": 0, "added": ITEMS}]
+    out = capsys.readouterr().out
+    (execution,) = machine.executions.values()
+    assert f"execution {execution.arn}: started" in out
+    output = json.loads(execution.output or "null")
+    assert [segment[BACKFILL_SEGMENT] for segment in output] == [0, 1, 2]
+    assert all(s[BACKFILL_DONE] and s[BACKFILL_HELD_AT] is None for s in output)
+    assert_backfilled(ddb, tables)
+    selected = sum(1 for i in range(ITEMS) if i % 3)
+    assert f"backfill of {tables['messages']} as INSERT records (3 segment(s)" in out
+    assert f"items scanned: {ITEMS}, filtered out: {ITEMS - selected}, selected: {selected}" in out
+    design = re.search(rf"^{tables['design']}\s+(\d+)\s+(\d+)", out, re.MULTILINE)
+    assert design and design.groups() == (str(selected), str(selected))
+
+
+@pytest.mark.parametrize("stop", ["fail_calls", "abort_calls"])
+def test_an_execution_that_stopped_is_redriven_and_goes_on_where_it_stopped(
+    ddb: Any, tables: dict[str, str], machine: FakeStepFunctions, stop: str,
+    capsys: pytest.CaptureFixture[str], bars: list[dict[str, int]],
+) -> None:  # fmt: skip
+    getattr(machine, stop).add(4)  # the fourth worker call fails, or the execution is stopped
+    assert cli.main(["backfill", "--deployed", machine.arn]) == 1
+    out = capsys.readouterr().out
+    (execution,) = machine.executions.values()
+    status = {"fail_calls": "FAILED", "abort_calls": "ABORTED"}[stop]
+    assert execution.status == status and machine.calls == 4
+    assert f"execution {status}" in out and f"--deployed {execution.arn}) redrives it" in out
+    assert len(scan(ddb, tables["staging"], "messageId")) > ITEMS // 3 + 1  # not done
+    calls_before = machine.calls
+
+    assert cli.main(["backfill", "--deployed", execution.arn]) == 0
+    out = capsys.readouterr().out
+    assert "redriven (" in out and execution.redrive_count == 1
+    first, second = bars  # the second bar starts where the execution was
+    assert 0 < first["added"] == second["initial"] < ITEMS
+    assert second["initial"] + second["added"] == ITEMS
+    assert_backfilled(ddb, tables)
+    # Each page scanned once: the redrive went on from the last answer, not from the start.
+    scanned = [json.loads(e["lambdaFunctionSucceededEventDetails"]["output"])
+               for e in execution.events if e["type"] == "LambdaFunctionSucceeded"]  # fmt: skip
+    assert len(scanned) == machine.calls - 1
+    assert f"items scanned: {ITEMS}," in out
+    pages = {(a[BACKFILL_SEGMENT], a[BACKFILL_TOTALS]["pages"]) for a in scanned}
+    assert len(pages) == len(scanned), "a page was scanned twice"
+    assert machine.calls > calls_before
+
+
+def test_ctrl_c_leaves_the_execution_running_and_the_same_command_follows_it(
+    ddb: Any, tables: dict[str, str], machine: FakeStepFunctions,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    machine.go.clear()  # the execution waits before its first worker call
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(deployed.time, "sleep", interrupted)
+        assert cli.main(["backfill", "--deployed", machine.arn]) == 130
+    captured = capsys.readouterr()
+    (execution,) = machine.executions.values()
+    assert execution.status == "RUNNING"
+    assert f"follow it with `stream-scavenger backfill --deployed {execution.arn}`" in captured.err
+    machine.go.set()
+    assert cli.main(["backfill", "--deployed", execution.arn]) == 0
+    assert f"execution {execution.arn}: following (running)" in capsys.readouterr().out
+    assert_backfilled(ddb, tables)
+    assert len(machine.executions) == 1
+
+
+def test_an_unreadable_worker_configuration_is_followed_without_a_total(
+    ddb: Any, tables: dict[str, str], machine: FakeStepFunctions,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    machine.environment_error = "Lambda was unable to decrypt the environment variables"
+    assert cli.main(["backfill", "--deployed", machine.arn]) == 0
+    captured = capsys.readouterr()
+    assert "unable to decrypt" in captured.err and "followed without a total" in captured.err
+    assert f"backfill of the source of {WORKER_ARN}" in captured.out
+    assert_backfilled(ddb, tables)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--segments", "2"], "--segments does not apply with --deployed"),
+        (["--dry-run"], "--dry-run does not apply with --deployed"),
+        (["--checkpoint", "x.json"], "--checkpoint does not apply with --deployed"),
+    ],
+)
+def test_options_of_the_local_backfill_are_refused_with_deployed(
+    machine: FakeStepFunctions, arguments: list[str], message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    assert cli.main(["backfill", "--deployed", machine.arn, *arguments]) == 2
+    assert message in capsys.readouterr().err
+    assert not machine.executions
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("NoSuchMachine", "no state machine named NoSuchMachine"),
+        ("arn:aws:states:us-east-1:123456789012:stateMachine:Gone", "StateMachineDoesNotExist"),
+        ("arn:aws:states:us-east-1:123456789012:execution:Gone:x", "ExecutionDoesNotExist"),
+    ],
+)
+def test_a_state_machine_or_execution_not_found_is_a_set_up_error(
+    machine: FakeStepFunctions, given: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["backfill", "--deployed", given]) == 2
+    assert message in capsys.readouterr().err

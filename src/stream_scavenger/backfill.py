@@ -165,7 +165,7 @@ class BackfillReport:
     @property
     def ok(self) -> bool:
         """Every selected record's keys were deleted (or, in a dry run, counted)."""
-        return not self.totals.failed
+        return not self.totals.failed_count
 
 
 def backfill(
@@ -292,8 +292,16 @@ def _shared(iterator: Iterator[int]) -> Iterator[int]:
     return take()
 
 
-def summary_lines(report: BackfillReport) -> list[str]:
-    """The report as printed: a line of totals, a table per target, capacity and speed."""
+#: How a local backfill retries what it could not delete (see :func:`summary_lines`).
+RETRY_LOCAL = (
+    "each segment's checkpoint stays before its first page with such a record, so the same "
+    "command retries from there (deletes are idempotent)"
+)
+
+
+def summary_lines(report: BackfillReport, retry: str = RETRY_LOCAL) -> list[str]:
+    """The report as printed: a line of totals, a table per target, capacity and speed;
+    ``retry`` says how to retry records not deleted."""
     t = report.totals
     verb = "would delete" if report.dry_run else "keys deleted"
     lines = [
@@ -318,14 +326,12 @@ def summary_lines(report: BackfillReport) -> list[str]:
         f"{t.throttles}, read units: {t.read_units:g}, write units: {t.write_units:g}, "
         f"seconds: {report.seconds:.2f}, items/s: {rate}"
     )
-    if t.failed:
+    if t.failed_count:
         shown = "; ".join(place_of(s) for s in sorted(t.failed)[:20])
-        more = f" (and {len(t.failed) - 20} more)" if len(t.failed) > 20 else ""
+        more = t.failed_count - min(20, len(t.failed))
         lines.append(
-            f"not deleted: {len(t.failed)} record(s), still reported after {PATIENCE} calls "
-            f"without progress: {shown}{more}; each segment's checkpoint stays before its "
-            "first page with such a record, so the same command retries from there (deletes "
-            "are idempotent)"
+            f"not deleted: {t.failed_count} record(s), still reported after {PATIENCE} calls "
+            f"without progress: {shown}{f' (and {more} more)' if more else ''}; {retry}"
         )
     return lines
 

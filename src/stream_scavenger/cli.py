@@ -429,9 +429,13 @@ def _redrive(args: argparse.Namespace) -> int:
 def _backfill(args: argparse.Namespace) -> int:
     """Scan the source and scavenge what its stream can no longer deliver (see backfill.py)."""
     from . import backfill as bf
-    from .runtime.scavenger.backfill import SourceTable, event_name_for
+    from .runtime.scavenger.backfill import DEFAULT_PAGE_SIZE, SourceTable, event_name_for
     from .runtime.scavenger.handler import make_client
 
+    if args.deployed:
+        return _backfill_deployed(args)
+    args.segments = 4 if args.segments is None else args.segments
+    args.page_size = DEFAULT_PAGE_SIZE if args.page_size is None else args.page_size
     for option, value, low, high in (
         ("--segments", args.segments, 1, bf.MAX_SEGMENTS),
         ("--page-size", args.page_size, 1, bf.MAX_PAGE_SIZE),
@@ -510,6 +514,74 @@ def _backfill(args: argparse.Namespace) -> int:
         close()
     for line in bf.summary_lines(report):
         print(line)
+    return 0 if report.ok else 1
+
+
+def _backfill_deployed(args: argparse.Namespace) -> int:
+    """Start (or redrive, or follow) an execution of the deployed state machine."""
+    from . import backfill as bf
+    from . import backfill_execution as deployed
+
+    for option, given in (
+        ("--segments", args.segments), ("--page-size", args.page_size),
+        ("--max-write-units", args.max_write_units), ("--max-read-units", args.max_read_units),
+        ("--dry-run", args.dry_run), ("--checkpoint", args.checkpoint),
+        ("--no-checkpoint", args.no_checkpoint), ("--table", args.table),
+        ("--function", args.function), ("--endpoint-url", args.endpoint_url),
+    ):  # fmt: skip
+        if given not in (None, False, []):
+            raise ValueError(
+                f"{option} does not apply with --deployed: the state machine's segments, page "
+                "size and budgets are the construct's BackfillOptions (a dry run: backfill "
+                "--function-name FUNCTION --dry-run, on this machine)"
+            )
+    sfn, lam = _client("stepfunctions", None), _client("lambda", None)
+    machine, execution = deployed.find_machine(sfn, args.deployed)
+    worker = deployed.worker_of(sfn, lam, machine)
+    total = 0
+    if worker.settings is None:
+        print(f"{worker.why_unknown}; followed without a total", file=sys.stderr)
+    else:
+        with contextlib.suppress(Exception):  # only the progress bar's total is missing
+            table = _client("dynamodb", None).describe_table(TableName=worker.settings.source_table)
+            total = int(table["Table"].get("ItemCount") or 0)
+    execution, what = deployed.start_or_resume(sfn, machine, execution)
+    print(f"execution {execution}: {what}", flush=True)
+    bar: list[Callable[[int], None]] = []
+    closers: list[Callable[[], None]] = []
+    seen = [0]
+
+    def progress(scanned: int) -> None:
+        if not bar:  # a resumed execution's bar starts where it is
+            update, close = _progress(total, unit="item", desc="backfill", initial=scanned)
+            bar.append(update)
+            closers.append(close)
+            seen[0] = scanned
+        bar[0](scanned - seen[0])
+        seen[0] = scanned
+
+    try:
+        described, answers = deployed.follow(sfn, execution, progress, poll_s=deployed.POLL_S)
+    except KeyboardInterrupt:
+        print(f"the execution goes on in Step Functions: follow it with `stream-scavenger "
+              f"backfill --deployed {execution}`; `aws stepfunctions stop-execution "
+              f"--execution-arn {execution}` stops it, and the same --deployed command then "
+              "resumes it", file=sys.stderr)  # fmt: skip
+        raise
+    finally:
+        for close in closers:
+            close()
+    report = deployed.report_of(described, answers, worker, total)
+    retry = "a new execution scans again from the start (deletes are idempotent)"
+    for line in bf.summary_lines(report, retry=retry):
+        print(line)
+    status = described["status"]
+    if status != "SUCCEEDED":
+        why = ": ".join(str(described[k]) for k in ("error", "cause") if described.get(k))
+        print(f"execution {status}{f' ({why})' if why else ''}: the same command "
+              f"(--deployed {execution}) redrives it, and its unfinished segments go on where "
+              "their last worker call stopped")  # fmt: skip
+        return 1
     return 0 if report.ok else 1
 
 
@@ -724,18 +796,22 @@ def build_parser() -> argparse.ArgumentParser:
         "that already holds items, or after it was broken for more than the stream's 24 hours. "
         "A REMOVE-only scavenger cannot be backfilled (exit status 2). The configuration comes "
         "from your app, a cloud assembly, or the deployed function (--function-name); tables "
-        "are on AWS (your normal credentials) or --endpoint-url.",
+        "are on AWS (your normal credentials) or --endpoint-url. --deployed runs the "
+        "backfill on AWS instead, in the state machine of StreamScavenger(backfill=True).",
         epilog="examples:\n"
         "  stream-scavenger backfill --cloud-assembly cdk.out --dry-run \\\n"
         "      --table MessagesABC123=messages --table StagingDEF456=staging\n"
         "  stream-scavenger backfill --function-name my-stack-ScavengerFunction-AbC \\\n"
         "      --segments 16 --max-write-units 500 --max-read-units 1000\n"
         "  stream-scavenger backfill --cloud-assembly cdk.out --endpoint-url http://127.0.0.1:8000 "
-        "\\\n      --table MessagesABC123=messages --table StagingDEF456=staging\n\n"
+        "\\\n      --table MessagesABC123=messages --table StagingDEF456=staging\n"
+        "  stream-scavenger backfill --deployed my-stack-ScavengerBackfillStateMachine-AbC\n\n"
         "exit status: 0 every selected item's keys deleted (dry run: counted); 1 some could not "
-        "be\ndeleted (named by segment, page and item); 2 usage or set-up error (an option out "
-        "of range,\na REMOVE-only scavenger, a checkpoint of another backfill, a table not "
-        "found); 130 interrupted\n(the checkpoint kept: the same command resumes)",
+        "be\ndeleted (named by segment, page and item), or the execution (--deployed) failed, "
+        "was\naborted or timed out; 2 usage or set-up error (an option out of range, a "
+        "REMOVE-only\nscavenger, a checkpoint of another backfill, a table or state machine not "
+        "found); 130\ninterrupted (the checkpoint kept: the same command resumes; --deployed: "
+        "the execution goes on)",
         formatter_class=raw,
     )
     config = backfill.add_mutually_exclusive_group(required=True)
@@ -744,6 +820,13 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--function-name", help="the deployed scavenger function (its environment and mapping)"
     )
+    config.add_argument(
+        "--deployed", metavar="STATE_MACHINE|EXECUTION",
+        help="run the backfill on AWS: the state machine of backfill=True (ARN or name) starts "
+        "an execution; one of its executions (ARN) is followed while it runs, redriven if it "
+        "failed, was aborted or timed out (its unfinished segments go on), reported if it "
+        "succeeded; the progress bar follows it, Ctrl-C leaves it running",
+    )  # fmt: skip
     backfill.add_argument("--function", help="logical ID (prefix) of the function, if several")
     backfill.add_argument(
         "--table", action="append", default=[], metavar="LOGICAL_ID=NAME",
@@ -751,12 +834,12 @@ def build_parser() -> argparse.ArgumentParser:
         "TableName, else its logical ID)",
     )  # fmt: skip
     backfill.add_argument(
-        "--segments", type=int, default=4, metavar="N",
+        "--segments", type=int, metavar="N",
         help="Scan segments (TotalSegments), 1..1,000,000 (default 4); at most "
         f"{MAX_BACKFILL_WORKERS} are scanned at once",
     )  # fmt: skip
     backfill.add_argument(
-        "--page-size", type=int, default=1000, metavar="N",
+        "--page-size", type=int, metavar="N",
         help="items per Scan page (Limit), 1..10,000 (default 1000; a read budget may lower "
         "it; DynamoDB ends a page at 1 MB)",
     )  # fmt: skip
