@@ -31,6 +31,8 @@ from botocore.validate import validate_parameters
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/backfill-machine"
+#: Execution states a redrive resumes.
+STOPPED = ("FAILED", "ABORTED", "TIMED_OUT")
 _names = itertools.count()
 
 
@@ -87,9 +89,18 @@ class FakeStepFunctions:
         self.worker_arn, self.call, self.environment = worker_arn, call, environment
         self.executions: dict[str, Execution] = {}
         self.calls = 0
+        #: The input of each worker call that ran.
+        self.inputs: list[dict[str, Any]] = []
         #: Worker call numbers (1-based, over all executions) that fail, or abort the execution.
+        #: (Stopped or timed out during the call: it runs to its end, since Lambda does not
+        #: stop an invocation, and its answer is lost, as on AWS.)
         self.fail_calls: set[int] = set()
         self.abort_calls: set[int] = set()
+        self.timeout_calls: set[int] = set()
+        #: Why a stopped execution cannot be redriven (None: it can).
+        self.not_redrivable: str | None = None
+        #: Events per GetExecutionHistory page at most (AWS: maxResults, up to 1000).
+        self.page_limit = 1000
         #: Set to let executions make their worker calls (cleared: they wait).
         self.go = threading.Event()
         self.go.set()
@@ -151,6 +162,12 @@ class FakeStepFunctions:
             "definition": text, "roleArn": ROLE, "type": "STANDARD", "creationDate": now(),
         }  # fmt: skip
 
+    def _op_DescribeStateMachineForExecution(self, executionArn: str, **_: Any) -> Any:
+        self._execution(executionArn)
+        body = self._op_DescribeStateMachine(self.arn)
+        kept = {k: body[k] for k in ("stateMachineArn", "name", "definition", "roleArn")}
+        return {**kept, "updateDate": body["creationDate"]}
+
     def _op_StartExecution(self, stateMachineArn: str, input: str = "{}", **_: Any) -> Any:
         self._machine(stateMachineArn)
         name = f"execution-{len(self.executions)}"
@@ -170,9 +187,10 @@ class FakeStepFunctions:
                 "executionArn": e.arn, "stateMachineArn": self.arn, "name": e.name,
                 "status": e.status, "startDate": e.start, "input": e.input,
                 "redriveCount": e.redrive_count,
-                "redriveStatus": "REDRIVABLE" if e.status in ("FAILED", "ABORTED", "TIMED_OUT")
-                else "NOT_REDRIVABLE",
+                "redriveStatus": "REDRIVABLE" if self._redrivable(e) else "NOT_REDRIVABLE",
             }  # fmt: skip
+            if e.status in STOPPED and self.not_redrivable:
+                body["redriveStatusReason"] = self.not_redrivable
             optional = {"stopDate": e.stop, "output": e.output, "error": e.error,
                         "cause": e.cause}  # fmt: skip
             body.update({k: v for k, v in optional.items() if v is not None})
@@ -185,17 +203,19 @@ class FakeStepFunctions:
         e = self._execution(executionArn)
         with self._lock:
             events = list(reversed(e.events) if reverseOrder else e.events)
-        start = int(nextToken or 0)
-        page = events[start : start + maxResults]
-        body: dict[str, Any] = {"events": page}
-        if start + maxResults < len(events):
-            body["nextToken"] = str(start + maxResults)
+        start, size = int(nextToken or 0), min(maxResults, self.page_limit)
+        body: dict[str, Any] = {"events": events[start : start + size]}
+        if start + size < len(events):
+            body["nextToken"] = str(start + size)
         return body
+
+    def _redrivable(self, e: Execution) -> bool:
+        return e.status in STOPPED and not self.not_redrivable
 
     def _op_RedriveExecution(self, executionArn: str, **_: Any) -> dict[str, Any]:
         e = self._execution(executionArn)
         with self._lock:
-            if e.status not in ("FAILED", "ABORTED", "TIMED_OUT"):
+            if not self._redrivable(e):
                 raise ServiceError("ExecutionNotRedrivable", f"Execution is {e.status}")
             e.status, e.stop, e.error, e.cause = "RUNNING", None, None, None
             e.redrive_count += 1
@@ -253,7 +273,8 @@ class FakeStepFunctions:
         except _Stopped as stopped:
             with self._lock:
                 e.status, e.error, e.cause = stopped.status, stopped.error, stopped.cause
-                kind = {"FAILED": "ExecutionFailed", "ABORTED": "ExecutionAborted"}
+                kind = {"FAILED": "ExecutionFailed", "ABORTED": "ExecutionAborted",
+                        "TIMED_OUT": "ExecutionTimedOut"}  # fmt: skip
                 self._event(e, kind[stopped.status])
         finally:
             with self._lock:
@@ -314,21 +335,36 @@ class FakeStepFunctions:
         with self._lock:
             self.calls += 1
             number = self.calls
-        if number in self.abort_calls:
-            raise _Stopped("ABORTED")
-        self._event(e, "LambdaFunctionScheduled", lambdaFunctionScheduledEventDetails={
-            "resource": self.worker_arn, "input": json.dumps(data)})  # fmt: skip
+        text = json.dumps(data)
+        self._event(
+            e,
+            "TaskStateEntered",
+            stateEnteredEventDetails={"name": "Scan and delete", "input": text},
+        )
+        self._event(e, "LambdaFunctionScheduled",
+                    lambdaFunctionScheduledEventDetails={"resource": self.worker_arn,
+                                                         "input": text})  # fmt: skip
+        self._event(e, "LambdaFunctionStarted")
         try:
             if number in self.fail_calls:
                 raise RuntimeError("the worker failed (injected)")
+            self.inputs.append(data)
             answer = json.loads(json.dumps(self.call(data)))
         except Exception as err:  # noqa: BLE001 - the Task fails, and so the execution
             self._event(e, "LambdaFunctionFailed", lambdaFunctionFailedEventDetails={
                 "error": type(err).__name__, "cause": str(err)})  # fmt: skip
             raise _Stopped("FAILED", "States.TaskFailed", str(err)) from None
+        if number in self.abort_calls:
+            raise _Stopped("ABORTED")
+        if number in self.timeout_calls:
+            raise _Stopped("TIMED_OUT", "States.Timeout")
+        output = json.dumps(answer)
+        self._event(
+            e, "LambdaFunctionSucceeded", lambdaFunctionSucceededEventDetails={"output": output}
+        )
         self._event(
             e,
-            "LambdaFunctionSucceeded",
-            lambdaFunctionSucceededEventDetails={"output": json.dumps(answer)},
+            "TaskStateExited",
+            stateExitedEventDetails={"name": "Scan and delete", "output": output},
         )
         return answer

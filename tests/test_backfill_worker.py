@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -340,36 +341,49 @@ def test_deployed_starts_the_state_machine_and_reports_every_segment(
     assert design and design.groups() == (str(selected), str(selected))
 
 
-@pytest.mark.parametrize("stop", ["fail_calls", "abort_calls"])
+def runs(machine: FakeStepFunctions) -> list[tuple[int, str]]:
+    """Each worker call that ran: its segment and the position it scanned from."""
+    return [
+        (e[BACKFILL_SEGMENT], json.dumps(e.get(BACKFILL_START_KEY), sort_keys=True))
+        for e in machine.inputs
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "again"),
+    [("fail_calls", "FAILED", 0), ("abort_calls", "ABORTED", 1), ("timeout_calls", "TIMED_OUT", 1)],
+)
 def test_an_execution_that_stopped_is_redriven_and_goes_on_where_it_stopped(
-    ddb: Any, tables: dict[str, str], machine: FakeStepFunctions, stop: str,
-    capsys: pytest.CaptureFixture[str], bars: list[dict[str, int]],
+    ddb: Any, tables: dict[str, str], machine: FakeStepFunctions, stop: str, status: str,
+    again: int, capsys: pytest.CaptureFixture[str], bars: list[dict[str, int]],
 ) -> None:  # fmt: skip
-    getattr(machine, stop).add(4)  # the fourth worker call fails, or the execution is stopped
+    getattr(machine, stop).add(4)  # the fourth worker call fails, or the execution stops then
+    started = time.monotonic()
     assert cli.main(["backfill", "--deployed", machine.arn]) == 1
+    following_s = time.monotonic() - started
     out = capsys.readouterr().out
     (execution,) = machine.executions.values()
-    status = {"fail_calls": "FAILED", "abort_calls": "ABORTED"}[stop]
     assert execution.status == status and machine.calls == 4
     assert f"execution {status}" in out and f"--deployed {execution.arn}) redrives it" in out
     assert len(scan(ddb, tables["staging"], "messageId")) > ITEMS // 3 + 1  # not done
-    calls_before = machine.calls
+    time.sleep(2.0)  # the execution sits stopped: not part of its running time
 
+    started = time.monotonic()
     assert cli.main(["backfill", "--deployed", execution.arn]) == 0
+    following_s += time.monotonic() - started
     out = capsys.readouterr().out
     assert "redriven (" in out and execution.redrive_count == 1
     first, second = bars  # the second bar starts where the execution was
     assert 0 < first["added"] == second["initial"] < ITEMS
     assert second["initial"] + second["added"] == ITEMS
     assert_backfilled(ddb, tables)
-    # Each page scanned once: the redrive went on from the last answer, not from the start.
-    scanned = [json.loads(e["lambdaFunctionSucceededEventDetails"]["output"])
-               for e in execution.events if e["type"] == "LambdaFunctionSucceeded"]  # fmt: skip
-    assert len(scanned) == machine.calls - 1
     assert f"items scanned: {ITEMS}," in out
-    pages = {(a[BACKFILL_SEGMENT], a[BACKFILL_TOTALS]["pages"]) for a in scanned}
-    assert len(pages) == len(scanned), "a page was scanned twice"
-    assert machine.calls > calls_before
+    seconds = re.search(r"seconds: ([0-9.]+)", out)
+    assert seconds and float(seconds.group(1)) < following_s  # the 2 s stopped not counted
+    # The redrive went on from each segment's last answer, not from its start: only the call
+    # whose answer was lost (it ran on as the execution stopped) scanned its pages again.
+    scans = runs(machine)
+    assert len(scans) - len(set(scans)) == again
 
 
 def test_ctrl_c_leaves_the_execution_running_and_the_same_command_follows_it(
@@ -413,6 +427,7 @@ def test_an_unreadable_worker_configuration_is_followed_without_a_total(
         (["--segments", "2"], "--segments does not apply with --deployed"),
         (["--dry-run"], "--dry-run does not apply with --deployed"),
         (["--checkpoint", "x.json"], "--checkpoint does not apply with --deployed"),
+        (["--segments", "0"], "--segments does not apply with --deployed"),
     ],
 )
 def test_options_of_the_local_backfill_are_refused_with_deployed(
@@ -437,3 +452,63 @@ def test_a_state_machine_or_execution_not_found_is_a_set_up_error(
 ) -> None:
     assert cli.main(["backfill", "--deployed", given]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_finished_execution_is_reported_again_without_running_it(
+    ddb: Any, tables: dict[str, str], machine: FakeStepFunctions,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    machine.page_limit = 3  # the history in many pages
+    assert cli.main(["backfill", "--deployed", machine.arn]) == 0
+    (execution,) = machine.executions.values()
+    calls = machine.calls
+    capsys.readouterr()
+    assert cli.main(["backfill", "--deployed", execution.arn]) == 0
+    out = capsys.readouterr().out
+    assert f"execution {execution.arn}: following (succeeded)" in out
+    assert f"items scanned: {ITEMS}," in out and machine.calls == calls
+
+
+def test_an_execution_that_cannot_be_redriven_says_to_start_a_new_one(
+    ddb: Any, tables: dict[str, str], machine: FakeStepFunctions,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    machine.fail_calls.add(2)
+    assert cli.main(["backfill", "--deployed", machine.arn]) == 1
+    (execution,) = machine.executions.values()
+    machine.not_redrivable = "Execution history event limit exceeded"
+    capsys.readouterr()
+    assert cli.main(["backfill", "--deployed", execution.arn]) == 1
+    out = capsys.readouterr().out
+    assert "not redrivable (failed: Execution history event limit exceeded)" in out
+    assert f"a new execution (--deployed {machine.arn}) scans from the start" in out
+    assert "redrives it" not in out and execution.redrive_count == 0
+
+
+def test_a_state_machine_that_is_not_a_backfill_is_refused_before_it_starts(
+    machine: FakeStepFunctions, capsys: pytest.CaptureFixture[str]
+) -> None:
+    machine.definition = {
+        "StartAt": "Call",
+        "States": {"Call": {"Type": "Task", "Resource": "worker", "End": True}},
+    }
+    assert cli.main(["backfill", "--deployed", machine.arn]) == 2
+    assert "is not a stream-scavenger backfill" in capsys.readouterr().err
+    assert not machine.executions
+
+
+def test_an_error_while_following_says_how_to_follow_again(
+    ddb: Any, tables: dict[str, str], machine: FakeStepFunctions,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from sfnkit import ServiceError
+
+    def denied(**_: Any) -> Any:
+        raise ServiceError("AccessDeniedException", "not authorized: states:GetExecutionHistory")
+
+    monkeypatch.setattr(machine, "_op_GetExecutionHistory", denied)
+    assert cli.main(["backfill", "--deployed", machine.arn]) == 2
+    err = capsys.readouterr().err
+    (execution,) = machine.executions.values()
+    assert "AccessDeniedException" in err
+    assert f"`stream-scavenger backfill --deployed {execution.arn}` follows it again" in err

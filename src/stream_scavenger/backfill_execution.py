@@ -10,6 +10,7 @@ history, where each worker call's answer carries its segment's totals so far.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,11 @@ POLL_S = 5.0
 REDRIVABLE = ("FAILED", "ABORTED", "TIMED_OUT")
 #: Seconds to wait for a redriven execution to show it runs again.
 REDRIVE_SETTLE_S = 60.0
+#: How :func:`start_or_resume` says the execution cannot go on.
+NOT_REDRIVABLE = "not redrivable"
+#: History events that start and end a run of the execution (a redrive starts another).
+_RUN_STARTS = ("ExecutionStarted", "ExecutionRedriven")
+_RUN_ENDS = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut")
 
 
 class DeployedError(ValueError):
@@ -56,6 +62,9 @@ class Answers:
     execution_arn: str
     last_id: int = 0
     segments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Seconds the execution ran, over its runs (a redriven one sat still between them).
+    running_s: float = 0.0
+    _run_started: Any = None
 
     def read(self) -> None:
         """Read the events since the last read (newest first, until one already seen)."""
@@ -71,11 +80,21 @@ class Answers:
                 break
             request["nextToken"] = page["nextToken"]
         for event in sorted(fresh, key=lambda e: e["id"]):
-            details = event.get("lambdaFunctionSucceededEventDetails") or {}
-            if event["type"] == "LambdaFunctionSucceeded" and "output" in details:
-                answer = json.loads(details["output"])
-                self.segments[int(answer[BACKFILL_SEGMENT])] = answer
+            self._take(event)
             self.last_id = max(self.last_id, event["id"])
+
+    def _take(self, event: Mapping[str, Any]) -> None:
+        kind = event["type"]
+        if kind in _RUN_STARTS:
+            self._run_started = event["timestamp"]
+        elif kind in _RUN_ENDS and self._run_started is not None:
+            self.running_s += (event["timestamp"] - self._run_started).total_seconds()
+            self._run_started = None
+        details = event.get("lambdaFunctionSucceededEventDetails") or {}
+        if kind == "LambdaFunctionSucceeded" and "output" in details:
+            answer = json.loads(details["output"])
+            if isinstance(answer, dict) and {BACKFILL_SEGMENT, BACKFILL_TOTALS} <= set(answer):
+                self.segments[int(answer[BACKFILL_SEGMENT])] = answer
 
     @property
     def scanned(self) -> int:
@@ -100,19 +119,26 @@ def find_machine(sfn: Any, given: str) -> tuple[str, str | None]:
     return found[0], None
 
 
-def worker_of(sfn: Any, lam: Any, machine_arn: str) -> Worker:
+def worker_of(sfn: Any, lam: Any, machine_arn: str, execution_arn: str | None) -> Worker:
     """The function the state machine calls and what it scans (for the progress bar's total
-    and the summary; without them the backfill is still followed)."""
-    definition = json.loads(sfn.describe_state_machine(stateMachineArn=machine_arn)["definition"])
-    functions = _lambda_resources(definition)
-    if len(functions) != 1:
+    and the summary; without them the backfill is still followed). An execution's own
+    definition is read (a redrive runs the definition it started with); one not shaped as a
+    stream-scavenger backfill is refused before anything is started."""
+    if execution_arn:
+        described = sfn.describe_state_machine_for_execution(executionArn=execution_arn)
+    else:
+        described = sfn.describe_state_machine(stateMachineArn=machine_arn)
+    definition = json.loads(described["definition"])
+    functions = _lambda_functions(definition)
+    if len(functions) != 1 or not _maps_segments(definition):
         raise DeployedError(
-            f"{machine_arn} calls {len(functions)} functions: not a stream-scavenger backfill"
+            f"{machine_arn} is not a stream-scavenger backfill (StreamScavenger(backfill=...) "
+            "deploys a Map over scan segments whose one Task calls a function)"
         )
     worker = Worker(functions[0])
     try:
-        described = lam.get_function_configuration(FunctionName=worker.function)
-        environment = described.get("Environment") or {}
+        configuration = lam.get_function_configuration(FunctionName=worker.function)
+        environment = configuration.get("Environment") or {}
         if "Error" in environment:
             raise ConfigError(environment["Error"].get("Message", "encrypted"))
         variables = environment.get("Variables") or {}
@@ -123,15 +149,29 @@ def worker_of(sfn: Any, lam: Any, machine_arn: str) -> Worker:
     return worker
 
 
-def _lambda_resources(states_language: Mapping[str, Any]) -> list[str]:
+def _lambda_functions(states_language: Mapping[str, Any]) -> list[str]:
+    """The functions Tasks call directly (``Resource`` a function ARN, as the construct's)."""
     found: list[str] = []
     for state in states_language.get("States", {}).values():
-        if state.get("Type") == "Task" and ":lambda:" in str(state.get("Resource")):
-            found.append(state["Resource"])
+        resource = str(state.get("Resource", ""))
+        if state.get("Type") == "Task" and re.match(
+            r"arn:[^:]+:lambda:[^:]*:\d*:function:", resource
+        ):
+            found.append(resource)
         for nested in ("ItemProcessor", "Iterator"):
             if nested in state:
-                found += _lambda_resources(state[nested])
+                found += _lambda_functions(state[nested])
     return sorted(set(found))
+
+
+def _maps_segments(states_language: Mapping[str, Any]) -> bool:
+    """A Map whose items are the segment numbers the worker takes."""
+    return any(
+        state.get("Type") == "Map"
+        and f"{BACKFILL_SEGMENT}.$" in (state.get("ItemSelector") or {})
+        and BACKFILL_TOTAL_SEGMENTS in (state.get("ItemSelector") or {})
+        for state in states_language.get("States", {}).values()
+    )
 
 
 def start_or_resume(sfn: Any, machine_arn: str, execution_arn: str | None) -> tuple[str, str]:
@@ -146,19 +186,19 @@ def start_or_resume(sfn: Any, machine_arn: str, execution_arn: str | None) -> tu
         return execution_arn, f"following ({status.lower()})"
     if described.get("redriveStatus", "REDRIVABLE") != "REDRIVABLE":
         reason = described.get("redriveStatusReason", described.get("redriveStatus"))
-        return execution_arn, f"not redrivable ({status.lower()}: {reason})"
+        return execution_arn, f"{NOT_REDRIVABLE} ({status.lower()}: {reason})"
     sfn.redrive_execution(executionArn=execution_arn)
     count = int(described.get("redriveCount", 0))
     deadline = time.monotonic() + REDRIVE_SETTLE_S
     while time.monotonic() < deadline:
         now = sfn.describe_execution(executionArn=execution_arn)
         if int(now.get("redriveCount", 0)) > count or now["status"] != status:
-            break
+            return execution_arn, (
+                f"redriven ({status.lower()} before): the unfinished segments go on from the "
+                "answer of their last worker call"
+            )
         time.sleep(1.0)
-    return execution_arn, (
-        f"redriven ({status.lower()} before): the unfinished segments go on from the answer "
-        "of their last worker call"
-    )
+    return execution_arn, f"redrive requested ({status.lower()} before), not yet visible"
 
 
 def follow(
@@ -186,7 +226,8 @@ def report_of(
     answer) when it succeeded, else the latest answer of each segment in its history."""
     if described["status"] == "SUCCEEDED" and described.get("output"):
         for answer in json.loads(described["output"]):
-            answers.segments[int(answer[BACKFILL_SEGMENT])] = answer
+            if isinstance(answer, dict) and {BACKFILL_SEGMENT, BACKFILL_TOTALS} <= set(answer):
+                answers.segments[int(answer[BACKFILL_SEGMENT])] = answer
     totals = PageResult()
     for answer in answers.segments.values():
         totals.add(PageResult.from_json(answer[BACKFILL_TOTALS]))
@@ -200,7 +241,6 @@ def report_of(
         else SourceTable(f"the source of {worker.function}", ("?",))
     )
     targets = [t.table for t in worker.config.targets] if worker.config else list(totals.targets)
-    started, stopped = described["startDate"], described.get("stopDate")
-    seconds = (stopped - started).total_seconds() if stopped else 0.0
+    seconds = answers.running_s
     dry_run = bool(worker.config and worker.config.dry_run)
     return BackfillReport(source, segments, dry_run, totals, seconds, targets, item_count)

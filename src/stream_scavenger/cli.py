@@ -519,25 +519,37 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def _backfill_deployed(args: argparse.Namespace) -> int:
     """Start (or redrive, or follow) an execution of the deployed state machine."""
-    from . import backfill as bf
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from . import backfill_execution as deployed
 
     for option, given in (
         ("--segments", args.segments), ("--page-size", args.page_size),
         ("--max-write-units", args.max_write_units), ("--max-read-units", args.max_read_units),
-        ("--dry-run", args.dry_run), ("--checkpoint", args.checkpoint),
-        ("--no-checkpoint", args.no_checkpoint), ("--table", args.table),
-        ("--function", args.function), ("--endpoint-url", args.endpoint_url),
+        ("--checkpoint", args.checkpoint), ("--function", args.function),
+        ("--endpoint-url", args.endpoint_url), ("--dry-run", args.dry_run or None),
+        ("--no-checkpoint", args.no_checkpoint or None), ("--table", args.table or None),
     ):  # fmt: skip
-        if given not in (None, False, []):
+        if given is not None:
             raise ValueError(
                 f"{option} does not apply with --deployed: the state machine's segments, page "
                 "size and budgets are the construct's BackfillOptions (a dry run: backfill "
                 "--function-name FUNCTION --dry-run, on this machine)"
             )
     sfn, lam = _client("stepfunctions", None), _client("lambda", None)
-    machine, execution = deployed.find_machine(sfn, args.deployed)
-    worker = deployed.worker_of(sfn, lam, machine)
+    execution: str | None = None
+    try:
+        machine, execution = deployed.find_machine(sfn, args.deployed)
+        worker = deployed.worker_of(sfn, lam, machine, execution)
+        return _run_deployed(sfn, machine, execution, worker)
+    except (ClientError, BotoCoreError) as err:
+        raise ValueError(f"Step Functions or Lambda answered: {err}") from None
+
+
+def _run_deployed(sfn: Any, machine: str, execution: str | None, worker: Any) -> int:
+    from . import backfill as bf
+    from . import backfill_execution as deployed
+
     total = 0
     if worker.settings is None:
         print(f"{worker.why_unknown}; followed without a total", file=sys.stderr)
@@ -545,8 +557,6 @@ def _backfill_deployed(args: argparse.Namespace) -> int:
         with contextlib.suppress(Exception):  # only the progress bar's total is missing
             table = _client("dynamodb", None).describe_table(TableName=worker.settings.source_table)
             total = int(table["Table"].get("ItemCount") or 0)
-    execution, what = deployed.start_or_resume(sfn, machine, execution)
-    print(f"execution {execution}: {what}", flush=True)
     bar: list[Callable[[int], None]] = []
     closers: list[Callable[[], None]] = []
     seen = [0]
@@ -560,14 +570,25 @@ def _backfill_deployed(args: argparse.Namespace) -> int:
         bar[0](scanned - seen[0])
         seen[0] = scanned
 
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
+        execution, what = deployed.start_or_resume(sfn, machine, execution)
+        print(f"execution {execution}: {what}", flush=True)
         described, answers = deployed.follow(sfn, execution, progress, poll_s=deployed.POLL_S)
     except KeyboardInterrupt:
-        print(f"the execution goes on in Step Functions: follow it with `stream-scavenger "
-              f"backfill --deployed {execution}`; `aws stepfunctions stop-execution "
-              f"--execution-arn {execution}` stops it, and the same --deployed command then "
-              "resumes it", file=sys.stderr)  # fmt: skip
+        if execution:
+            print(f"the execution goes on in Step Functions: follow it with `stream-scavenger "
+                  f"backfill --deployed {execution}`; `aws stepfunctions stop-execution "
+                  f"--execution-arn {execution}` stops it, and the same --deployed command then "
+                  "resumes it", file=sys.stderr)  # fmt: skip
         raise
+    except (ClientError, BotoCoreError) as err:
+        if not execution:
+            raise
+        raise ValueError(f"Step Functions answered: {err}; the execution may still run: "
+                         f"`stream-scavenger backfill --deployed {execution}` follows it "
+                         "again") from None  # fmt: skip
     finally:
         for close in closers:
             close()
@@ -576,13 +597,17 @@ def _backfill_deployed(args: argparse.Namespace) -> int:
     for line in bf.summary_lines(report, retry=retry):
         print(line)
     status = described["status"]
-    if status != "SUCCEEDED":
-        why = ": ".join(str(described[k]) for k in ("error", "cause") if described.get(k))
-        print(f"execution {status}{f' ({why})' if why else ''}: the same command "
-              f"(--deployed {execution}) redrives it, and its unfinished segments go on where "
-              "their last worker call stopped")  # fmt: skip
-        return 1
-    return 0 if report.ok else 1
+    if status == "SUCCEEDED":
+        return 0 if report.ok else 1
+    why = ": ".join(str(described[k]) for k in ("error", "cause") if described.get(k))
+    if what.startswith(deployed.NOT_REDRIVABLE):
+        then = (f"it cannot be redriven ({what}); a new execution (--deployed {machine}) "
+                "scans from the start")  # fmt: skip
+    else:
+        then = (f"the same command (--deployed {execution}) redrives it, and its unfinished "
+                "segments go on from their last worker call")  # fmt: skip
+    print(f"execution {status}{f' ({why})' if why else ''}: {then}")
+    return 1
 
 
 def _deployed_source(
