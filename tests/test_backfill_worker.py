@@ -32,6 +32,7 @@ from stream_scavenger.runtime.scavenger.config import (
     TargetConfig,
 )
 from stream_scavenger.runtime.scavenger.handler import container_scavenger
+from testkit.proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.ddb
 ITEMS = 120
@@ -512,3 +513,24 @@ def test_an_error_while_following_says_how_to_follow_again(
     (execution,) = machine.executions.values()
     assert "AccessDeniedException" in err
     assert f"`stream-scavenger backfill --deployed {execution.arn}` follows it again" in err
+
+
+def test_records_not_deleted_make_a_succeeded_execution_exit_1(
+    ddb: Any, tables: dict[str, str], machine: FakeStepFunctions, ddb_local: Any,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    def poison(index: int, body: dict[str, Any]) -> Fault | None:
+        return Fault.http(500) if '"m1"' in json.dumps(body.get("RequestItems", {})) else None
+
+    with FaultProxy(ddb_local.endpoint_url, poison) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+        container_scavenger.cache_clear()
+        worker._scan_client.cache_clear()
+        assert cli.main(["backfill", "--deployed", machine.arn]) == 1
+    out = capsys.readouterr().out
+    (execution,) = machine.executions.values()
+    assert execution.status == "SUCCEEDED"
+    assert "not deleted: " in out and "a new execution scans again from the start" in out
+    held = [s for s in json.loads(execution.output or "[]") if s[BACKFILL_HELD_AT] is not None]
+    assert len(held) == 1
+    assert "m1" in scan(ddb, tables["staging"], "messageId")
