@@ -345,6 +345,7 @@ LOCAL_MODULES = (
 def local_section() -> list[str]:
     out = ["## Local running: `stream_scavenger.local` (extra `local`)", ""]
     modules = [f"local/{name}" for name in LOCAL_MODULES] + ["redrive", "backfill"]
+    modules += ["backfill_execution"]
     modules += ["runtime/scavenger/backfill", "runtime/scavenger/filtering"]
     for path in modules:
         module = parse(f"{path}.py")

@@ -98,6 +98,7 @@ class Answers:
 
     @property
     def scanned(self) -> int:
+        """Items the segments have scanned so far."""
         return sum(int(a[BACKFILL_TOTALS].get("items", 0)) for a in self.segments.values())
 
 
