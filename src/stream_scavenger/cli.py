@@ -547,6 +547,9 @@ def _backfill_deployed(args: argparse.Namespace) -> int:
 
 
 def _run_deployed(sfn: Any, machine: str, execution: str | None, worker: Any) -> int:
+    """Start or redrive the execution, follow it with the progress bar, print the summary."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from . import backfill as bf
     from . import backfill_execution as deployed
 
@@ -569,8 +572,6 @@ def _run_deployed(sfn: Any, machine: str, execution: str | None, worker: Any) ->
             seen[0] = scanned
         bar[0](scanned - seen[0])
         seen[0] = scanned
-
-    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         execution, what = deployed.start_or_resume(sfn, machine, execution)
