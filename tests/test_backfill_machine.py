@@ -194,3 +194,12 @@ def test_an_imported_source_cannot_be_backfilled_on_aws() -> None:
             stack, "Scavenger", source_table=source, target_table=target,
             key_mapping={"id": "id"}, backfill=True,
         )  # fmt: skip
+
+
+def test_filters_a_scan_cannot_decide_are_refused_at_synth_time() -> None:
+    old = {"dynamodb": {"OldImage": {"status": {"S": [{"exists": False}]}}}}
+    with pytest.raises(
+        ScavengerConfigError,
+        match=r"^Test/Scavenger: backfill: the filter criteria read dynamodb\.OldImage",
+    ):
+        build(backfill=True, event_names=["MODIFY"], filters=[old])

@@ -375,7 +375,8 @@ def test_an_execution_that_stopped_is_redriven_and_goes_on_where_it_stopped(
     out = capsys.readouterr().out
     assert "redriven (" in out and execution.redrive_count == 1
     first, second = bars  # the second bar starts where the execution was
-    assert 0 < first["added"] == second["initial"] < ITEMS
+    # (the redriven execution may have gone on before the command's first look)
+    assert 0 < first["added"] <= second["initial"]
     assert second["initial"] + second["added"] == ITEMS
     assert_backfilled(ddb, tables)
     assert f"items scanned: {ITEMS}," in out

@@ -429,7 +429,12 @@ def _redrive(args: argparse.Namespace) -> int:
 def _backfill(args: argparse.Namespace) -> int:
     """Scan the source and scavenge what its stream can no longer deliver (see backfill.py)."""
     from . import backfill as bf
-    from .runtime.scavenger.backfill import DEFAULT_PAGE_SIZE, SourceTable, event_name_for
+    from .runtime.scavenger.backfill import (
+        DEFAULT_PAGE_SIZE,
+        SourceTable,
+        check_filters,
+        event_name_for,
+    )
     from .runtime.scavenger.handler import make_client
 
     if args.deployed:
@@ -467,13 +472,20 @@ def _backfill(args: argparse.Namespace) -> int:
     config = ScavengerConfig.from_env(environment)
     event_name = event_name_for(config)  # a REMOVE-only scavenger: refused here
     filters = MappingFilters.of(properties)
+    check_filters([pattern.pattern for pattern in filters.patterns])
     try:
         described = ddb.describe_table(TableName=source_name)["Table"]
     except Exception as err:  # noqa: BLE001 - a set-up error: nothing was touched yet
         raise ValueError(f"cannot read source table {source_name} on {where}: {err}") from None
     keys = tuple(k["AttributeName"] for k in described["KeySchema"])
     view = view or (described.get("StreamSpecification") or {}).get("StreamViewType")
-    source = SourceTable(source_name, keys, view or "NEW_IMAGE", event_name)
+    if not view:
+        raise ValueError(
+            f"cannot tell which images the records of {source_name}'s stream carry (its "
+            "view type: neither the mapping's stream nor the table says): a backfill that "
+            "guessed could select items the stream's records never showed"
+        )
+    source = SourceTable(source_name, keys, view, event_name)
     digest = bf.config_digest(function_id, environment, properties.get("FilterCriteria"))
     dry_run = args.dry_run or config.dry_run
     path = None
@@ -613,7 +625,7 @@ def _run_deployed(sfn: Any, machine: str, execution: str | None, worker: Any) ->
 
 def _deployed_source(
     args: argparse.Namespace, ddb: Any
-) -> tuple[str, dict[str, str], Any, str, None]:
+) -> tuple[str, dict[str, str], Any, str, str | None]:
     """A deployed function: its environment and its one table-stream mapping (filters read
     back as redrive reads them); the source table is named by the mapping's stream ARN."""
     from .redrive import deployed_mappings
@@ -632,7 +644,12 @@ def _deployed_source(
             f"{mapping.get('KMSKeyArn')} is needed); a backfill without them would delete more"
         )
     table = str(mapping["EventSourceArn"]).partition(":table/")[2].split("/stream/")[0]
-    return args.function_name, environment, mapping, table, None
+    view = None
+    with contextlib.suppress(Exception):  # then the table's stream says, or it is refused
+        streams = _client("dynamodbstreams", args.endpoint_url)
+        stream = streams.describe_stream(StreamArn=mapping["EventSourceArn"], Limit=1)
+        view = stream["StreamDescription"].get("StreamViewType")
+    return args.function_name, environment, mapping, table, view
 
 
 def _real_table_names(stack: StackDef, given: list[str]) -> dict[str, str]:

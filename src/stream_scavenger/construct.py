@@ -25,6 +25,7 @@ from .function import RUNTIME_ASSET_DIR as RUNTIME_ASSET_DIR
 from .function import create_function
 from .monitoring import AlarmThresholds, ScavengerMetrics, create_monitoring
 from .permissions import create_role
+from .runtime.scavenger.backfill import BackfillError, check_filters
 from .runtime.scavenger.config import HANDLER as HANDLER  # re-exported: the one definition
 from .runtime.scavenger.config import backfill_event
 from .streams import SourceStream, images_read
@@ -253,7 +254,16 @@ class StreamScavenger(Construct):
                 "backfill cannot work for a scavenger that acts on REMOVE only: a scan reads "
                 "the items the source holds now (see docs/backfill.md)"
             )
+        try:
+            check_filters(patterns)
+        except BackfillError as err:
+            raise ScavengerConfigError(f"backfill: {err}") from None
         view = self._stream.view_type
+        if view is None:
+            raise ScavengerConfigError(
+                "backfill needs the source stream's view type (which images its records "
+                "carry), and it is not known here: use stream-scavenger backfill from a machine"
+            )
         return ScavengerBackfill(
             self,
             "Backfill",
@@ -261,7 +271,7 @@ class StreamScavenger(Construct):
             function_options=function_options,
             source_table=source_table,
             source_keys=[schema.partition_key] + ([schema.sort_key] if schema.sort_key else []),
-            view_type=view.value if view is not None else "NEW_IMAGE",
+            view_type=view.value,
             event_name=event_name,
             targets=self.targets,
             filters=[json.dumps(p) for p in patterns],

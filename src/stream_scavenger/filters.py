@@ -70,10 +70,21 @@ def merge_filters(
 
 
 def images_in_filters(patterns: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Which stream images (NewImage, OldImage) the patterns look at."""
-    used = set()
+    """Which stream images (NewImage, OldImage) the patterns look at, in ``$or`` too."""
+    used: set[str] = set()
     for pattern in patterns:
-        stream = pattern.get("dynamodb")
-        if isinstance(stream, Mapping):
-            used |= {image for image in _IMAGES if image in stream}
+        for branch in _alternatives(pattern):
+            stream = branch.get("dynamodb")
+            if isinstance(stream, Mapping):
+                for part in _alternatives(stream):
+                    used |= {image for image in _IMAGES if image in part}
     return used
+
+
+def _alternatives(pattern: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The pattern and each branch of its ``$or``, nested ones too (each may name fields)."""
+    found = [pattern]
+    for branch in pattern.get("$or") or []:
+        if isinstance(branch, Mapping):
+            found += _alternatives(branch)
+    return found
