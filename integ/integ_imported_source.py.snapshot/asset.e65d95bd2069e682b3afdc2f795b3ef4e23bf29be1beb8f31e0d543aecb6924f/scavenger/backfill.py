@@ -52,6 +52,11 @@ DEFAULT_PAGE_SIZE = 1000
 CALL_BUDGET_S = 60.0
 #: Calls in a row that leave as many records reported as before, before they are given up on.
 PATIENCE = 3
+#: No handler call starts with less time than this before a page's deadline.
+MIN_CALL_S = 1.0
+#: The worker makes its pages small enough for their deletes to fit this long in its write
+#: budget (one write unit a key, each target acting on the record apart).
+WRITE_WINDOW_S = 60.0
 #: Eventually consistent reads: one read unit per 8 KB scanned (half a unit per 4 KB).
 BYTES_PER_READ_UNIT = 8192
 
@@ -85,6 +90,40 @@ def event_name_for(config: ScavengerConfig) -> str:
         "(see docs/backfill.md, 'REMOVE-only scavengers': delete by a scan of the target, or "
         "redrive the on-failure queue while the stream still holds the records)"
     )
+
+
+#: The fields of a scanned item's record that hold what the stream's record did; the rest
+#: (when it was written, its size, sequence number and IDs, the old image) are made up.
+FAITHFUL_FIELDS = ("eventName", "eventVersion", "eventSource", "dynamodb")
+FAITHFUL_STREAM_FIELDS = ("Keys", "NewImage", "StreamViewType")
+
+
+def unknowable_fields(pattern: Mapping[str, Any], inside: str = "") -> list[str]:
+    """The fields a filter pattern reads that a scanned item's record only makes up."""
+    found: list[str] = []
+    for key, value in pattern.items():
+        if key == "$or":
+            for branch in value if isinstance(value, list) else []:
+                found += unknowable_fields(branch, inside) if isinstance(branch, Mapping) else []
+        elif inside:
+            found += [] if key in FAITHFUL_STREAM_FIELDS else [f"{inside}.{key}"]
+        elif key == "dynamodb" and isinstance(value, Mapping):
+            found += unknowable_fields(value, "dynamodb")
+        elif key not in FAITHFUL_FIELDS or key == "dynamodb":
+            found.append(key)
+    return found
+
+
+def check_filters(patterns: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse filter criteria that a backfill would decide on values no real record had."""
+    fields = sorted({field for pattern in patterns for field in unknowable_fields(pattern)})
+    if fields:
+        raise BackfillError(
+            f"the filter criteria read {', '.join(fields)}: a scanned item's record has no old "
+            "image, and its time, size, sequence number and IDs are made up, so a backfill "
+            "would select by values no stream record had; it takes filters on eventName, "
+            "dynamodb.Keys and dynamodb.NewImage only"
+        )
 
 
 @dataclass(frozen=True)
@@ -299,6 +338,7 @@ def scavenge_page(
     call_budget_s: float = CALL_BUDGET_S,
     patience: int = PATIENCE,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
 ) -> PageResult:
     """Filter the records as the mapping would, and delete through ``scavenger`` (a
     :class:`~.runtime.scavenger.handler.Scavenger`) what they name.
@@ -306,7 +346,10 @@ def scavenge_page(
     Reported records are sent again while calls make progress; after ``patience`` calls in
     a row that do not, they are given up on (``failed``). With ``write_budget``, each call
     waits for its estimate (a key per acting target and record, at least one write unit
-    each) and settles with the units the deletes consumed.
+    each) and settles with the units the deletes consumed. With ``deadline`` (a
+    ``time.monotonic()`` value: the worker's Lambda timeout, less its margin), no call
+    starts after it: the records not confirmed by then are given up on (``failed``), so the
+    worker answers in time and names them, rather than being stopped mid-page.
     """
     result = PageResult(items=len(records))
     config: ScavengerConfig = scavenger.config
@@ -323,7 +366,7 @@ def scavenge_page(
     for start in range(0, len(selected), size):
         _scavenge_chunk(
             scavenger, selected[start : start + size], acting, result,
-            write_budget, call_budget_s, patience, sleep,
+            write_budget, call_budget_s, patience, sleep, deadline,
         )  # fmt: skip
     return result
 
@@ -337,13 +380,20 @@ def _scavenge_chunk(
     call_budget_s: float,
     patience: int,
     sleep: Callable[[float], None],
+    deadline: float | None,
 ) -> None:
     pending, stalled, first = chunk, 0, True
     while pending:
+        budget_s = call_budget_s
+        if deadline is not None:
+            budget_s = min(budget_s, deadline - time.monotonic())
+            if budget_s < MIN_CALL_S:  # out of time: named, not dropped
+                result.failed += [str(r["dynamodb"]["SequenceNumber"]) for r in pending]
+                return
         estimate = float(len(pending) * acting)
         if write_budget is not None:
             write_budget.take(estimate)
-        response = scavenger.handle({"Records": pending}, _CallContext(call_budget_s))
+        response = scavenger.handle({"Records": pending}, _CallContext(budget_s))
         summary = scavenger.last_summary
         consumed = float(summary.deletes.consumed_wcu)
         if write_budget is not None:
@@ -495,18 +545,24 @@ def scan_segment(
     filters = MappingFilters(tuple(FilterPattern.load(text) for text in settings.filters))
     writes = Budget(settings.write_units_per_s) if settings.write_units_per_s else None
     reads = Budget(settings.read_units_per_s) if settings.read_units_per_s else None
+    check_filters([p.pattern for p in filters.patterns])
     after: Mapping[str, Any] | None = decode_key(start) if start else None
     reader = SegmentReader(scan_client, source, segment, segments, after, reads)
     pages_before, longest = totals.pages, 0.0
+    page_size = settings.page_size
+    if writes is not None:
+        acting = max(1, sum(source.event_name in t.event_names for t in scavenger.config.targets))
+        page_size = max(1, min(page_size, int(writes.units_per_s * WRITE_WINDOW_S / acting)))
     stop = threading.Event()
     done = False
-    for number, items, next_key, read_units in reader.pages(settings.page_size, stop):
+    for number, items, next_key, read_units in reader.pages(page_size, stop):
         started = time.monotonic()
         records = as_records(items, source, segment, pages_before + number)
         left_s = context.get_remaining_time_in_millis() / 1000
         result = scavenge_page(
             scavenger, filters, records, write_budget=writes,
             call_budget_s=max(1.0, min(CALL_BUDGET_S, left_s - margin_s / 2)),
+            deadline=started + left_s - margin_s / 2,
         )  # fmt: skip
         result.read_units, result.pages = read_units, 1
         if result.failed and held is None:
