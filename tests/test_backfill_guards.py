@@ -1,11 +1,13 @@
 """What a backfill refuses or keeps when it cannot decide as the stream's records would
 have: filters on fields a scanned item's record only makes up, a path through a list, an
-unknown view type; and a worker that answers in time whatever its write budget."""
+unknown view type; a worker that answers in time whatever its write budget; and the
+budgets themselves."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +19,10 @@ from stream_scavenger.filters import images_in_filters
 from stream_scavenger.runtime.scavenger import backfill as worker
 from stream_scavenger.runtime.scavenger.backfill import (
     BackfillError,
+    Budget,
+    SegmentReader,
     SourceTable,
+    Stopped,
     as_records,
     check_filters,
     scavenge_page,
@@ -220,3 +225,31 @@ def test_with_function_name_the_view_type_is_the_mapping_streams(
     mapping["EventSourceArn"] = arn.replace("/stream/", "/stream/gone-")
     assert cli.main(args) == 2
     assert "cannot tell which images" in capsys.readouterr().err
+
+
+# ---- the budgets ---------------------------------------------------------------------
+
+
+def test_a_budget_settles_with_what_was_consumed() -> None:
+    """Units given back when a call cost less than its estimate, owed when it cost more."""
+    now = [1.0]
+    stopped = threading.Event()
+    stopped.set()  # a take that would wait raises Stopped at once
+    budget = Budget(10.0, stopped, clock=lambda: now[0])
+    now[0] = 2.0  # a second: 10 units banked
+    budget.take(10.0)
+    budget.settle(10.0, 4.0)  # 6 back
+    budget.take(6.0)
+    budget.settle(1.0, 5.0)  # 4 owed
+    with pytest.raises(Stopped):
+        budget.take(1.0)
+
+
+def test_a_read_budget_makes_pages_that_fit_a_second_of_it() -> None:
+    clock = itertools.count(0.0, 10.0)  # every look at the clock: 10 s later, a full bucket
+    budget = Budget(10.0, clock=lambda: float(next(clock)))
+    scan = EmptyScan()
+    reader = SegmentReader(scan, SourceTable("t", ("id",)), 0, 1, None, budget)
+    reader.unit_per_item = 0.5  # 4 KB items: half a read unit each, eventually consistent
+    list(reader.pages(1000, threading.Event()))
+    assert scan.limits == [20]
