@@ -253,3 +253,19 @@ def test_a_read_budget_makes_pages_that_fit_a_second_of_it() -> None:
     reader.unit_per_item = 0.5  # 4 KB items: half a read unit each, eventually consistent
     list(reader.pages(1000, threading.Event()))
     assert scan.limits == [20]
+
+
+def test_a_checkpoint_keeps_each_segments_page_count_for_a_resumed_run(tmp_path: Any) -> None:
+    """A resumed run names a record by its page's place in the segment (before: page numbers
+    started at 0 again, so "segment 1, page 0" named another page than the first run's)."""
+    from stream_scavenger.backfill import Checkpoint
+
+    path = tmp_path / "cp.json"
+    identity = {"table": "t", "function": "f", "configuration": "c", "segments": 2}
+    checkpoint = Checkpoint.load(path, identity)
+    for n in range(3):
+        checkpoint.save(1, {"id": {"S": f"m{n}"}}, 10)
+    checkpoint.save(0, None, 4)
+    resumed = Checkpoint.load(path, identity)
+    assert resumed.pages == {0: 1, 1: 3} and resumed.position(1) == {"id": {"S": "m2"}}
+    assert resumed.scanned == 34 and resumed.done == {0}

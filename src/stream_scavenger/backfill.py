@@ -72,6 +72,8 @@ class Checkpoint:
     done: set[int] = field(default_factory=set)
     #: Items scanned so far (for the progress bar of a resumed run).
     scanned: int = 0
+    #: Pages finished per segment, so a resumed run numbers its pages where they are.
+    pages: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @staticmethod
@@ -104,6 +106,7 @@ class Checkpoint:
             {int(s): decode_key(k) for s, k in saved.get("after", {}).items()},
             {s for first, last in saved.get("done", []) for s in range(first, last + 1)},
             int(saved.get("scanned", 0)),
+            {int(s): int(n) for s, n in (saved.get("pages") or {}).items()},
         )
 
     def position(self, segment: int) -> dict[str, Any] | None:
@@ -114,6 +117,7 @@ class Checkpoint:
         """The segment's page is finished: it goes on after ``after`` (None: it is done)."""
         with self._lock:
             self.scanned += items
+            self.pages[segment] = self.pages.get(segment, 0) + 1
             if after is None:
                 self.done.add(segment)
                 self.after.pop(segment, None)
@@ -127,6 +131,7 @@ class Checkpoint:
                 "after": {str(s): encode_key(k) for s, k in sorted(self.after.items())},
                 "done": _ranges(self.done),
                 "scanned": self.scanned,
+                "pages": {str(s): n for s, n in sorted(self.pages.items())},
             }
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.path.with_name(self.path.name + ".tmp")
@@ -220,8 +225,9 @@ def backfill(
             reader = SegmentReader(scan_client, source, segment, segments, after, reads)
             reader.unit_per_item = unit_per_item
             held = False  # a page with records not deleted: the checkpoint stays before it
+            first_page = checkpoint.pages.get(segment, 0)  # pages done before a resume
             for page_number, items, after, read_units in reader.pages(page_size, stop):
-                records = as_records(items, source, segment, page_number)
+                records = as_records(items, source, segment, first_page + page_number)
                 result = scavenge_page(
                     scavenger, filters, records, write_budget=writes, call_budget_s=call_budget_s
                 )
