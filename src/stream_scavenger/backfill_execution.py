@@ -92,9 +92,12 @@ class Answers:
             self._run_started = None
         details = event.get("lambdaFunctionSucceededEventDetails") or {}
         if kind == "LambdaFunctionSucceeded" and "output" in details:
-            answer = json.loads(details["output"])
-            if isinstance(answer, dict) and {BACKFILL_SEGMENT, BACKFILL_TOTALS} <= set(answer):
-                self.segments[int(answer[BACKFILL_SEGMENT])] = answer
+            self.take_answer(json.loads(details["output"]))
+
+    def take_answer(self, answer: Any) -> None:
+        """A worker's answer, as its segment's latest (anything else is passed over)."""
+        if isinstance(answer, dict) and {BACKFILL_SEGMENT, BACKFILL_TOTALS} <= set(answer):
+            self.segments[int(answer[BACKFILL_SEGMENT])] = answer
 
     @property
     def scanned(self) -> int:
@@ -227,18 +230,14 @@ def report_of(
     answer) when it succeeded, else the latest answer of each segment in its history."""
     if described["status"] == "SUCCEEDED" and described.get("output"):
         for answer in json.loads(described["output"]):
-            if isinstance(answer, dict) and {BACKFILL_SEGMENT, BACKFILL_TOTALS} <= set(answer):
-                answers.segments[int(answer[BACKFILL_SEGMENT])] = answer
+            answers.take_answer(answer)
     totals = PageResult()
     for answer in answers.segments.values():
         totals.add(PageResult.from_json(answer[BACKFILL_TOTALS]))
     segments = max([int(a[BACKFILL_TOTAL_SEGMENTS]) for a in answers.segments.values()] or [0])
-    settings = worker.settings
     source = (
-        SourceTable(
-            settings.source_table, settings.key_names, settings.view_type, settings.event_name
-        )  # fmt: skip
-        if settings
+        SourceTable.of(worker.settings)
+        if worker.settings
         else SourceTable(f"the source of {worker.function}", ("?",))
     )
     targets = [t.table for t in worker.config.targets] if worker.config else list(totals.targets)

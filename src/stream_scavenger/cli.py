@@ -572,18 +572,16 @@ def _run_deployed(sfn: Any, machine: str, execution: str | None, worker: Any) ->
         with contextlib.suppress(Exception):  # only the progress bar's total is missing
             table = _client("dynamodb", None).describe_table(TableName=worker.settings.source_table)
             total = int(table["Table"].get("ItemCount") or 0)
-    bar: list[Callable[[int], None]] = []
-    closers: list[Callable[[], None]] = []
-    seen = [0]
+    bar: dict[str, Any] = {}
 
     def progress(scanned: int) -> None:
         if not bar:  # a resumed execution's bar starts where it is
-            update, close = _progress(total, unit="item", desc="backfill", initial=scanned)
-            bar.append(update)
-            closers.append(close)
-            seen[0] = scanned
-        bar[0](scanned - seen[0])
-        seen[0] = scanned
+            bar["update"], bar["close"] = _progress(
+                total, unit="item", desc="backfill", initial=scanned
+            )
+            bar["seen"] = scanned
+        bar["update"](scanned - bar["seen"])
+        bar["seen"] = scanned
 
     try:
         execution, what = deployed.start_or_resume(sfn, machine, execution)
@@ -603,8 +601,8 @@ def _run_deployed(sfn: Any, machine: str, execution: str | None, worker: Any) ->
                          f"`stream-scavenger backfill --deployed {execution}` follows it "
                          "again") from None  # fmt: skip
     finally:
-        for close in closers:
-            close()
+        if bar:
+            bar["close"]()
     report = deployed.report_of(described, answers, worker, total)
     retry = "a new execution scans again from the start (deletes are idempotent)"
     for line in bf.summary_lines(report, retry=retry):

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .events import EventName
+from .runtime.scavenger.filtering import alternatives
 from .validation import ScavengerConfigError
 
 #: Lambda's hard limit on filter patterns per event source mapping (5 by default, raisable to 10).
@@ -73,18 +74,9 @@ def images_in_filters(patterns: Sequence[Mapping[str, Any]]) -> set[str]:
     """Which stream images (NewImage, OldImage) the patterns look at, in ``$or`` too."""
     used: set[str] = set()
     for pattern in patterns:
-        for branch in _alternatives(pattern):
+        for branch in alternatives(pattern):
             stream = branch.get("dynamodb")
             if isinstance(stream, Mapping):
-                for part in _alternatives(stream):
+                for part in alternatives(stream):
                     used |= {image for image in _IMAGES if image in part}
     return used
-
-
-def _alternatives(pattern: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The pattern and each branch of its ``$or``, nested ones too (each may name fields)."""
-    found = [pattern]
-    for branch in pattern.get("$or") or []:
-        if isinstance(branch, Mapping):
-            found += _alternatives(branch)
-    return found
