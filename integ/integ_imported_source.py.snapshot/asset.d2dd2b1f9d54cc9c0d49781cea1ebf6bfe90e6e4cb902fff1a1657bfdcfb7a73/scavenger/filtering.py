@@ -92,6 +92,15 @@ class MappingFilters:
         return not self.patterns or any(p.matches(record) for p in self.patterns)
 
 
+def alternatives(pattern: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The pattern and each branch of its ``$or``, nested ones too (each may name fields)."""
+    found = [pattern]
+    for branch in pattern.get("$or") or []:
+        if isinstance(branch, Mapping):
+            found += alternatives(branch)
+    return found
+
+
 def _matches(pattern: Mapping[str, Any], node: Any) -> bool:
     if isinstance(node, list) and any(isinstance(element, Mapping) for element in node):
         # A path through a list of objects (a DynamoDB L of maps or values): EventBridge

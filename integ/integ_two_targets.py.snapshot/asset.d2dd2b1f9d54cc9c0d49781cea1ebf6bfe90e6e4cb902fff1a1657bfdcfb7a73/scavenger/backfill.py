@@ -43,7 +43,7 @@ from .config import (
     ScavengerConfig,
     backfill_event,
 )
-from .filtering import FilterPattern, MappingFilters
+from .filtering import FilterPattern, MappingFilters, alternatives
 
 #: Default ``Scan`` page ``Limit``; a read budget may make it smaller. DynamoDB also ends a
 #: page at 1 MB.
@@ -98,19 +98,16 @@ FAITHFUL_FIELDS = ("eventName", "eventVersion", "eventSource", "dynamodb")
 FAITHFUL_STREAM_FIELDS = ("Keys", "NewImage", "StreamViewType")
 
 
-def unknowable_fields(pattern: Mapping[str, Any], inside: str = "") -> list[str]:
+def unknowable_fields(pattern: Mapping[str, Any]) -> list[str]:
     """The fields a filter pattern reads that a scanned item's record only makes up."""
     found: list[str] = []
-    for key, value in pattern.items():
-        if key == "$or":
-            for branch in value if isinstance(value, list) else []:
-                found += unknowable_fields(branch, inside) if isinstance(branch, Mapping) else []
-        elif inside:
-            found += [] if key in FAITHFUL_STREAM_FIELDS else [f"{inside}.{key}"]
-        elif key == "dynamodb" and isinstance(value, Mapping):
-            found += unknowable_fields(value, "dynamodb")
-        elif key not in FAITHFUL_FIELDS or key == "dynamodb":
-            found.append(key)
+    for branch in alternatives(pattern):
+        for key, value in branch.items():
+            if key == "dynamodb" and isinstance(value, Mapping):
+                found += [f"dynamodb.{k}" for part in alternatives(value) for k in part
+                          if k != "$or" and k not in FAITHFUL_STREAM_FIELDS]  # fmt: skip
+            elif key != "$or" and (key not in FAITHFUL_FIELDS or key == "dynamodb"):
+                found.append(key)
     return found
 
 
@@ -136,6 +133,12 @@ class SourceTable:
     view_type: str = "NEW_IMAGE"
     event_name: str = "INSERT"
     region: str = "us-east-1"
+
+    @classmethod
+    def of(cls, settings: BackfillConfig) -> SourceTable:
+        """The table a backfill worker's settings name."""
+        return cls(settings.source_table, settings.key_names, settings.view_type,
+                   settings.event_name)  # fmt: skip
 
     @property
     def stream_arn(self) -> str:
@@ -539,9 +542,7 @@ def scan_segment(
     start = event.get(BACKFILL_START_KEY)
     held = event.get(BACKFILL_HELD_AT)
     totals = PageResult.from_json(event.get(BACKFILL_TOTALS) or {})
-    source = SourceTable(
-        settings.source_table, settings.key_names, settings.view_type, settings.event_name
-    )
+    source = SourceTable.of(settings)
     filters = MappingFilters(tuple(FilterPattern.load(text) for text in settings.filters))
     writes = Budget(settings.write_units_per_s) if settings.write_units_per_s else None
     reads = Budget(settings.read_units_per_s) if settings.read_units_per_s else None
