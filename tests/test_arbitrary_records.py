@@ -485,7 +485,8 @@ def test_the_binary_length_bound_agrees_with_dynamodb_local(
     ddb: Any, ddb_local: Any, value: str, accepted: bool
 ) -> None:
     table = "arbitrary_binary_bound"
-    if table not in ddb.list_tables()["TableNames"]:
+    pages = ddb.get_paginator("list_tables").paginate()
+    if table not in {n for page in pages for n in page["TableNames"]}:
         ddb.create_table(
             TableName=table,
             KeySchema=[
